@@ -1,0 +1,21 @@
+//! Switchyard's pure logic, shared by the control plane and the data planes:
+//! the config model ([`config`]), parsing and hashing ([`parse`]),
+//! validation with every problem and its path ([`validate`]), the compiled
+//! routing table ([`routing`]), the gRPC contract ([`proto`]) and the
+//! conversions between the domain model and the wire ([`convert`]).
+//! Nothing here does network or disk I/O.
+
+pub mod config;
+pub mod convert;
+pub mod parse;
+pub mod routing;
+pub mod validate;
+
+/// Generated from `proto/switchyard/v1/*.proto` (package `switchyard.v1`).
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("switchyard.v1");
+}
+
+pub use config::Config;
+pub use validate::{validate, Problem, ValidationErrors};

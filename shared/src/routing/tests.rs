@@ -1,0 +1,285 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::{ContentSource, ReplaceAction, RuleMatch};
+
+fn rule(name: &str, m: RuleMatch) -> Rule {
+    Rule {
+        name: name.into(),
+        matcher: m,
+        action: Action::Replace(ReplaceAction {
+            source: "s".into(),
+            status: 200,
+            headers: Default::default(),
+        }),
+    }
+}
+
+fn table(rules: Vec<Rule>) -> RouteTable {
+    let cfg = Config {
+        content_sources: vec![ContentSource {
+            name: "s".into(),
+            content_type: None,
+            file: None,
+            inline: Some("x".into()),
+        }],
+        rules,
+        ..Config::default()
+    };
+    RouteTable::compile(&cfg).expect("compiles")
+}
+
+fn route(
+    t: &RouteTable,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<String> {
+    let method = Method::from_bytes(method.as_bytes()).expect("method");
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.append(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    let req = RequestInfo {
+        method: &method,
+        host,
+        path,
+        headers: &map,
+    };
+    t.route(&req).map(|i| t.rules()[i].name.clone())
+}
+
+fn m() -> RuleMatch {
+    RuleMatch::default()
+}
+
+#[test]
+fn first_match_in_config_order_wins() {
+    let t = table(vec![
+        rule(
+            "api-exact",
+            RuleMatch {
+                path_exact: Some("/api/health".into()),
+                ..m()
+            },
+        ),
+        rule(
+            "api",
+            RuleMatch {
+                path_prefix: Some("/api".into()),
+                ..m()
+            },
+        ),
+        rule(
+            "api-v2",
+            RuleMatch {
+                path_prefix: Some("/api/v2".into()),
+                ..m()
+            },
+        ),
+        rule("catch-all", m()),
+    ]);
+    assert_eq!(
+        route(&t, "GET", "x", "/api/health", &[]).as_deref(),
+        Some("api-exact")
+    );
+    // `api` comes before the longer `api-v2` prefix, so it wins: order, not length.
+    assert_eq!(
+        route(&t, "GET", "x", "/api/v2/x", &[]).as_deref(),
+        Some("api")
+    );
+    assert_eq!(
+        route(&t, "GET", "x", "/other", &[]).as_deref(),
+        Some("catch-all")
+    );
+}
+
+#[test]
+fn hosts_exact_and_wildcard() {
+    let t = table(vec![
+        rule(
+            "exact",
+            RuleMatch {
+                hosts: vec!["api.example.com".into()],
+                ..m()
+            },
+        ),
+        rule(
+            "wild",
+            RuleMatch {
+                hosts: vec!["*.example.com".into()],
+                ..m()
+            },
+        ),
+    ]);
+    assert_eq!(
+        route(&t, "GET", "API.Example.com:8080", "/", &[]).as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        route(&t, "GET", "a.b.example.com", "/", &[]).as_deref(),
+        Some("wild")
+    );
+    assert_eq!(
+        route(&t, "GET", "example.com", "/", &[]),
+        None,
+        "wildcard excludes the apex"
+    );
+    assert_eq!(route(&t, "GET", "badexample.com", "/", &[]), None);
+}
+
+#[test]
+fn methods_headers_and_regex() {
+    let t = table(vec![
+        rule(
+            "post-canary",
+            RuleMatch {
+                methods: vec!["post".into()],
+                headers: [("x-env".to_owned(), "canary".to_owned())].into(),
+                ..m()
+            },
+        ),
+        rule(
+            "num",
+            RuleMatch {
+                path_regex: Some("^/items/[0-9]+$".into()),
+                ..m()
+            },
+        ),
+    ]);
+    assert_eq!(
+        route(&t, "POST", "h", "/", &[("x-env", "canary")]).as_deref(),
+        Some("post-canary")
+    );
+    assert_eq!(route(&t, "GET", "h", "/", &[("x-env", "canary")]), None);
+    assert_eq!(route(&t, "POST", "h", "/", &[("x-env", "prod")]), None);
+    assert_eq!(
+        route(&t, "GET", "h", "/items/42", &[]).as_deref(),
+        Some("num")
+    );
+    assert_eq!(route(&t, "GET", "h", "/items/x", &[]), None);
+}
+
+#[test]
+fn explain_names_the_failed_condition() {
+    let t = table(vec![rule(
+        "r",
+        RuleMatch {
+            hosts: vec!["a.com".into()],
+            path_prefix: Some("/p".into()),
+            methods: vec!["GET".into()],
+            ..m()
+        },
+    )]);
+    let map = HeaderMap::new();
+    let get = Method::GET;
+    let req = |host, path| RequestInfo {
+        method: &get,
+        host,
+        path,
+        headers: &map,
+    };
+    assert!(t.explain(0, &req("a.com", "/p/1")).is_ok());
+    assert!(t
+        .explain(0, &req("b.com", "/p"))
+        .unwrap_err()
+        .contains("host `b.com`"));
+    assert!(t
+        .explain(0, &req("a.com", "/q"))
+        .unwrap_err()
+        .contains("path_prefix `/p`"));
+    let post = Method::POST;
+    let r = RequestInfo {
+        method: &post,
+        host: "a.com",
+        path: "/p",
+        headers: &map,
+    };
+    assert!(t.explain(0, &r).unwrap_err().contains("method POST"));
+}
+
+#[test]
+fn ten_thousand_rules_compile_and_route() {
+    let rules: Vec<Rule> = (0..10_000)
+        .map(|i| {
+            rule(
+                &format!("r{i}"),
+                RuleMatch {
+                    hosts: vec![format!("svc{}.example.com", i % 100)],
+                    path_prefix: Some(format!("/svc/{i}/")),
+                    ..m()
+                },
+            )
+        })
+        .collect();
+    let t = table(rules);
+    assert_eq!(
+        route(&t, "GET", "svc42.example.com", "/svc/9942/x", &[]).as_deref(),
+        Some("r9942")
+    );
+    assert_eq!(
+        route(&t, "GET", "svc42.example.com", "/svc/9943/x", &[]),
+        None
+    );
+}
+
+// Property: the indexed router agrees with a linear scan of `check`.
+fn arb_match() -> impl Strategy<Value = RuleMatch> {
+    let host = prop_oneof![
+        Just("a.com"),
+        Just("b.a.com"),
+        Just("*.a.com"),
+        Just("c.org")
+    ];
+    let path = prop_oneof![Just("/"), Just("/a"), Just("/a/b"), Just("/ab")];
+    (
+        prop::collection::vec(host, 0..2),
+        0u8..4,
+        path,
+        prop::collection::vec(prop_oneof![Just("GET"), Just("POST")], 0..2),
+        prop::option::of(prop_oneof![Just("1"), Just("2")]),
+    )
+        .prop_map(|(hosts, kind, path, methods, header)| {
+            let mut rm = RuleMatch {
+                hosts: hosts.into_iter().map(String::from).collect(),
+                methods: methods.into_iter().map(String::from).collect(),
+                ..RuleMatch::default()
+            };
+            rm.methods.dedup();
+            match kind {
+                1 => rm.path_prefix = Some(path.into()),
+                2 => rm.path_exact = Some(path.into()),
+                3 => rm.path_regex = Some(format!("^{path}")),
+                _ => {}
+            }
+            if let Some(v) = header {
+                rm.headers.insert("x-v".into(), v.into());
+            }
+            rm
+        })
+}
+
+proptest! {
+    #[test]
+    fn indexed_route_equals_linear_scan(
+        matches in prop::collection::vec(arb_match(), 0..12),
+        host in prop_oneof![Just("a.com"), Just("b.a.com"), Just("x.b.a.com"), Just("c.org"), Just("A.COM:80")],
+        path in prop_oneof![Just("/"), Just("/a"), Just("/a/b"), Just("/ab"), Just("/abc")],
+        method in prop_oneof![Just(Method::GET), Just(Method::POST), Just(Method::PUT)],
+        header in prop::option::of(prop_oneof![Just("1"), Just("2")]),
+    ) {
+        let rules = matches.into_iter().enumerate().map(|(i, rm)| rule(&format!("r{i}"), rm)).collect();
+        let t = table(rules);
+        let mut headers = HeaderMap::new();
+        if let Some(v) = header {
+            headers.insert("x-v", HeaderValue::from_static(v));
+        }
+        let req = RequestInfo { method: &method, host, path, headers: &headers };
+        let linear = t.rules().iter().position(|r| r.check(&req).is_ok());
+        prop_assert_eq!(t.route(&req), linear);
+    }
+}
