@@ -1,0 +1,5 @@
+//! The control-plane binary, built inside the test crate so end-to-end tests
+//! can find it through `CARGO_BIN_EXE_*`; same entry point as the real one.
+fn main() -> std::process::ExitCode {
+    switchyard_control_plane::cli_main()
+}

@@ -1,0 +1,38 @@
+//! Helpers for the end-to-end tests: start the real control-plane and
+//! data-plane processes on ephemeral loopback ports, real HTTP backends, and
+//! poll with deadlines instead of sleeping.
+
+pub mod backend;
+pub mod process;
+
+pub use backend::{Backend, BackendMode};
+pub use process::{ControlPlane, DataPlane, Proc};
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` saying
+/// what was awaited.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An HTTP client that never goes through a proxy from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("reqwest client builds")
+}

@@ -1,0 +1,222 @@
+//! Real processes: spawn a binary, learn its bound addresses from the
+//! `listening <role> <addr>` lines it prints, kill it (gently or with -9).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A child process that is killed when dropped.
+pub struct Proc {
+    child: Child,
+    pub addrs: HashMap<String, SocketAddr>,
+    pub stderr_path: PathBuf,
+}
+
+impl Proc {
+    /// Starts `bin` and waits until it has printed an address for every role.
+    pub fn start(bin: &str, args: &[String], roles: &[&str], log_dir: &Path, name: &str) -> Proc {
+        let stderr_path = log_dir.join(format!("{name}.stderr.log"));
+        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
+        let mut child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", std::env::var("E2E_RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining so the child never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut addrs = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while roles.iter().any(|r| !addrs.contains_key(*r)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let mut parts = line.split_whitespace();
+                    if let (Some("listening"), Some(role), Some(addr)) =
+                        (parts.next(), parts.next(), parts.next())
+                    {
+                        if let Ok(a) = addr.parse() {
+                            addrs.insert(role.to_owned(), a);
+                        }
+                    }
+                }
+                Err(_) => {
+                    let status = child.try_wait().ok().flatten();
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                    panic!("{name} did not report {roles:?} (exit: {status:?}); stderr:\n{log}");
+                }
+            }
+        }
+        Proc {
+            child,
+            addrs,
+            stderr_path,
+        }
+    }
+
+    pub fn addr(&self, role: &str) -> SocketAddr {
+        self.addrs[role]
+    }
+
+    pub fn url(&self, role: &str) -> String {
+        format!("http://{}", self.addr(role))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a binary to completion (for start-up failures), returning its exit
+/// status and stderr.
+pub fn run_to_exit(bin: &str, args: &[String]) -> (ExitStatus, String) {
+    let out = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Path of a binary of this crate. Integration tests run from
+/// `target/<profile>/deps/`, and cargo builds this crate's binaries into
+/// `target/<profile>/` before running them.
+pub fn bin_path(name: &str) -> String {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built: run the suite with `cargo test --workspace`", path.display());
+    path.display().to_string()
+}
+
+/// A control plane on ephemeral loopback ports with its own data dir.
+pub struct ControlPlane {
+    pub proc: Proc,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl ControlPlane {
+    pub fn args(config: &Path, data_dir: &Path, api: &str, grpc: &str) -> Vec<String> {
+        vec![
+            "--config".into(),
+            config.display().to_string(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--api-listen".into(),
+            api.into(),
+            "--grpc-listen".into(),
+            grpc.into(),
+        ]
+    }
+
+    /// Starts on port 0 for both API and gRPC.
+    pub fn start(dir: &Path, config_path: &Path) -> ControlPlane {
+        Self::start_on(dir, config_path, "127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// Starts on given addresses (to restart on the same ports).
+    pub fn start_on(dir: &Path, config_path: &Path, api: &str, grpc: &str) -> ControlPlane {
+        let data_dir = dir.join("cp-data");
+        let args = Self::args(config_path, &data_dir, api, grpc);
+        let proc = Proc::start(&bin_path("e2e-control-plane"), &args, &["api", "grpc"], dir, "control-plane");
+        ControlPlane {
+            proc,
+            config_path: config_path.to_owned(),
+            data_dir,
+        }
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.proc.url("api"))
+    }
+
+    pub fn grpc_url(&self) -> String {
+        self.proc.url("grpc")
+    }
+}
+
+/// A data plane process following a control plane.
+pub struct DataPlane {
+    pub proc: Proc,
+    pub node_id: String,
+}
+
+impl DataPlane {
+    pub fn start(dir: &Path, node_id: &str, control_plane_url: &str) -> DataPlane {
+        let cache_dir = dir.join(format!("dp-{node_id}"));
+        let args = vec![
+            "--control-plane".into(),
+            control_plane_url.into(),
+            "--node-id".into(),
+            node_id.into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--admin-listen".into(),
+            "127.0.0.1:0".into(),
+            "--cache-dir".into(),
+            cache_dir.display().to_string(),
+        ];
+        let proc = Proc::start(&bin_path("e2e-data-plane"), &args, &["proxy", "admin"], dir, node_id);
+        DataPlane {
+            proc,
+            node_id: node_id.into(),
+        }
+    }
+
+    pub fn proxy(&self, path: &str) -> String {
+        format!("{}{path}", self.proc.url("proxy"))
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("{}{path}", self.proc.url("admin"))
+    }
+}
