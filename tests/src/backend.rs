@@ -32,7 +32,9 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &str, mode: BackendMode) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicU64::new(0));
         let name: Arc<str> = name.into();

@@ -23,7 +23,10 @@ impl Proc {
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
         let mut child = Command::new(bin)
             .args(args)
-            .env("RUST_LOG", std::env::var("E2E_RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -120,7 +123,10 @@ pub fn run_to_exit(bin: &str, args: &[String]) -> (ExitStatus, String) {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("run {bin}: {e}"));
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Path of a binary of this crate. Integration tests run from
@@ -133,7 +139,11 @@ pub fn bin_path(name: &str) -> String {
         .and_then(Path::parent)
         .expect("test binary lives in target/<profile>/deps");
     let path = dir.join(name);
-    assert!(path.exists(), "{} not built: run the suite with `cargo test --workspace`", path.display());
+    assert!(
+        path.exists(),
+        "{} not built: run the suite with `cargo test --workspace`",
+        path.display()
+    );
     path.display().to_string()
 }
 
@@ -167,7 +177,13 @@ impl ControlPlane {
     pub fn start_on(dir: &Path, config_path: &Path, api: &str, grpc: &str) -> ControlPlane {
         let data_dir = dir.join("cp-data");
         let args = Self::args(config_path, &data_dir, api, grpc);
-        let proc = Proc::start(&bin_path("e2e-control-plane"), &args, &["api", "grpc"], dir, "control-plane");
+        let proc = Proc::start(
+            &bin_path("e2e-control-plane"),
+            &args,
+            &["api", "grpc"],
+            dir,
+            "control-plane",
+        );
         ControlPlane {
             proc,
             config_path: config_path.to_owned(),
@@ -205,7 +221,13 @@ impl DataPlane {
             "--cache-dir".into(),
             cache_dir.display().to_string(),
         ];
-        let proc = Proc::start(&bin_path("e2e-data-plane"), &args, &["proxy", "admin"], dir, node_id);
+        let proc = Proc::start(
+            &bin_path("e2e-data-plane"),
+            &args,
+            &["proxy", "admin"],
+            dir,
+            node_id,
+        );
         DataPlane {
             proc,
             node_id: node_id.into(),

@@ -90,7 +90,9 @@ async fn two_data_planes_forward_replace_and_converge() {
         assert_eq!(body["x_forwarded_for"], "127.0.0.1");
         assert_eq!(body["x_forwarded_proto"], "http");
         assert_eq!(body["x_forwarded_host"], "api.test");
-        *seen.entry(body["backend"].as_str().unwrap_or("?").to_owned()).or_insert(0) += 1;
+        *seen
+            .entry(body["backend"].as_str().unwrap_or("?").to_owned())
+            .or_insert(0) += 1;
     }
     assert_eq!(seen.get("a"), Some(&10), "round robin spread: {seen:?}");
     assert_eq!(seen.get("b"), Some(&10), "round robin spread: {seen:?}");
@@ -113,14 +115,21 @@ async fn two_data_planes_forward_replace_and_converge() {
     let r = http.get(dp2.proxy("/v1/users")).send().await.expect("404");
     assert_eq!(r.status(), 404);
     let text = r.text().await.expect("body");
-    assert!(text.len() < 200 && text.to_lowercase().contains("no route"), "{text}");
+    assert!(
+        text.len() < 200 && text.to_lowercase().contains("no route"),
+        "{text}"
+    );
 
     // Dead backend: 502.
     let r = http.get(dp1.proxy("/dead")).send().await.expect("502");
     assert_eq!(r.status(), 502);
 
     // Both nodes acked the same, current version, seen through the API.
-    let r = http.get(cp.api("/api/config")).send().await.expect("config");
+    let r = http
+        .get(cp.api("/api/config"))
+        .send()
+        .await
+        .expect("config");
     let etag = r.headers()["etag"].to_str().expect("etag").to_owned();
     let version: u64 = etag.trim_matches('"').parse().expect("numeric etag");
     let nodes: Value = http
@@ -167,9 +176,16 @@ rules:
     .expect("write");
     let data_dir = dir.path().join("sled");
     let args = ControlPlane::args(&config, &data_dir, "127.0.0.1:0", "127.0.0.1:0");
-    let (status, stderr) = run_to_exit(&switchyard_tests::process::bin_path("e2e-control-plane"), &args);
+    let (status, stderr) = run_to_exit(
+        &switchyard_tests::process::bin_path("e2e-control-plane"),
+        &args,
+    );
     assert!(!status.success(), "must exit non-zero");
-    assert_eq!(status.code(), Some(64), "exit code 64 (EX_DATAERR-style usage error); stderr:\n{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(64),
+        "exit code 64 (EX_DATAERR-style usage error); stderr:\n{stderr}"
+    );
     for path in [
         "backends[0].servers[0].address",
         "rules[0].match.path_regex",
@@ -177,15 +193,23 @@ rules:
         "rules[1].name",
         "rules[1].action.replace.source",
     ] {
-        assert!(stderr.contains(path), "stderr should name {path}:\n{stderr}");
+        assert!(
+            stderr.contains(path),
+            "stderr should name {path}:\n{stderr}"
+        );
     }
     let untouched = !data_dir.exists()
-        || std::fs::read_dir(&data_dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        || std::fs::read_dir(&data_dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
     assert!(untouched, "nothing may be written to sled on a bad config");
 
     // Malformed YAML names the line and column.
     std::fs::write(&config, "rules:\n  - name: a\n    match: [unclosed\n").expect("write");
-    let (status, stderr) = run_to_exit(&switchyard_tests::process::bin_path("e2e-control-plane"), &args);
+    let (status, stderr) = run_to_exit(
+        &switchyard_tests::process::bin_path("e2e-control-plane"),
+        &args,
+    );
     assert_eq!(status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("line"), "should name a line: {stderr}");
 }

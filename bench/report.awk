@@ -1,0 +1,146 @@
+# Turns the harness's raw results into the markdown report.
+# Inputs (in this order): results.tsv, memory.tsv, notes.tsv.
+#   results: scenario contestant round rps p50_us p99_us errors requests cpu_us_per_req
+#            or: scenario contestant round FAILED|UNSUPPORTED reason
+#   memory:  contestant label rss_kib
+#   notes:   scenario note
+# Variables: duration, rounds, smoke.
+
+BEGIN { FS = "\t"; file = 0 }
+FNR == 1 { file++ }
+
+file == 1 {
+  s = $1; w = $2
+  if (!(s in seen)) { seen[s] = 1; order[++ns] = s }
+  if ($4 == "FAILED" || $4 == "UNSUPPORTED") { status[s, w] = $4; reason[s, w] = $5; next }
+  n[s, w]++
+  rps[s, w] += $4; p50[s, w] += $5; p99[s, w] += $6
+  err[s, w] += $7; req[s, w] += $8; cpu[s, w] += $9
+  next
+}
+file == 2 {
+  if (!($2 in mseen)) { mseen[$2] = 1; morder[++nm] = $2 }
+  mem[$1, $2] = $3
+  next
+}
+file == 3 { note[$1] = note[$1] (note[$1] == "" ? "" : "; ") $2; next }
+
+function has(s, w) { return ((s, w) in n) }
+function avg(a, s, w) { return a[s, w] / n[s, w] }
+function ms(us) { return sprintf("%.2f ms", us / 1000) }
+function ratio(a, b) { return (b > 0) ? sprintf("%.2fx", a / b) : "" }
+function thousands(x,   s, out) {
+  s = sprintf("%.0f", x); out = ""
+  while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+  return s out
+}
+function mib(kib) { return sprintf("%.1f MiB", kib / 1024) }
+function verdict(ok) { return ok ? "met" : "**missed**" }
+
+END {
+  printf "\nEach proxy runs one worker on core 0 (nginx `worker_processes 1`, Switchyard `--worker-threads 1`);\n"
+  printf "the backend and the load generator share core 1. %s s per run, %s round(s) of nginx/Switchyard\n", duration, rounds
+  printf "alternating, the backend alone measured before and after. Figures are means over the rounds.\n"
+  printf "CPU/req = utime+stime of the contestant's processes over the run / completed requests.\n\n"
+  if (smoke == 1) printf "**Smoke run**: 1 s runs, no warm-up; the numbers prove the harness works and mean little.\n\n"
+
+  printf "| scenario | contestant | req/s | p50 | p99 | errors | CPU µs/req | req/s vs nginx | CPU vs nginx | p99 vs nginx | req/s vs backend |\n"
+  printf "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+  split("backend nginx switchyard", who, " ")
+  for (i = 1; i <= ns; i++) {
+    s = order[i]; first = 1
+    for (j = 1; j <= 3; j++) {
+      w = who[j]; label = (first ? s : "")
+      if ((s, w) in status) {
+        printf "| %s | %s | %s | | | | | | | | |\n", label, w, (status[s, w] == "UNSUPPORTED" ? "not supported yet" : "FAILED: " reason[s, w])
+        first = 0; continue
+      }
+      if (!has(s, w)) continue
+      r = avg(rps, s, w); c = avg(cpu, s, w); q99 = avg(p99, s, w)
+      vs_n = vs_nc = vs_np = vs_b = ""
+      if (w != "nginx" && w != "backend" && has(s, "nginx")) {
+        vs_n = ratio(r, avg(rps, s, "nginx")); vs_nc = ratio(c, avg(cpu, s, "nginx")); vs_np = ratio(q99, avg(p99, s, "nginx"))
+      }
+      if (w != "backend" && has(s, "backend")) vs_b = ratio(r, avg(rps, s, "backend"))
+      printf "| %s | %s | %s | %s | %s | %d | %.2f | %s | %s | %s | %s |\n", label, w, thousands(r), ms(avg(p50, s, w)), ms(q99), err[s, w], c, vs_n, vs_nc, vs_np, vs_b
+      first = 0
+    }
+  }
+
+  printf "\nHow to rank each scenario (the backend alone must serve at least twice the faster proxy,\nelse the client core is the ceiling and CPU per request is the figure that ranks):\n\n"
+  for (i = 1; i <= ns; i++) {
+    s = order[i]
+    best = 0
+    if (has(s, "nginx")) best = avg(rps, s, "nginx")
+    if (has(s, "switchyard") && avg(rps, s, "switchyard") > best) best = avg(rps, s, "switchyard")
+    line = ""
+    if (has(s, "backend") && best > 0) {
+      b = avg(rps, s, "backend")
+      if (b < 2 * best)
+        line = sprintf("client is the ceiling (backend alone %s req/s < 2 x %s): rank on CPU/request", thousands(b), thousands(best))
+      else
+        line = sprintf("proxy-bound (backend alone %s req/s >= 2 x %s): rank on req/s", thousands(b), thousands(best))
+    }
+    if (has(s, "nginx") && has(s, "switchyard"))
+      line = line sprintf("; Switchyard %.2f vs nginx %.2f µs CPU/req (%s), %s req/s (%s)", avg(cpu, s, "switchyard"), avg(cpu, s, "nginx"), ratio(avg(cpu, s, "switchyard"), avg(cpu, s, "nginx")), thousands(avg(rps, s, "switchyard")), ratio(avg(rps, s, "switchyard"), avg(rps, s, "nginx")))
+    if (s in note) line = line "; " note[s]
+    if (line != "") printf "- `%s`: %s\n", s, line
+  }
+
+  if (has("rules-10", "nginx") || has("rules-10", "switchyard")) {
+    printf "\nRouting scale (req/s against the 10-rule config, same run):\n\n| rules | switchyard req/s | vs 10 rules | nginx req/s | vs 10 rules |\n|---:|---:|---:|---:|---:|\n"
+    split("10 1000 10000", rules, " ")
+    for (k = 1; k <= 3; k++) {
+      s = "rules-" rules[k]
+      if (!has(s, "switchyard") && !has(s, "nginx")) continue
+      sy = has(s, "switchyard") ? avg(rps, s, "switchyard") : 0
+      ng = has(s, "nginx") ? avg(rps, s, "nginx") : 0
+      sy0 = has("rules-10", "switchyard") ? avg(rps, "rules-10", "switchyard") : 0
+      ng0 = has("rules-10", "nginx") ? avg(rps, "rules-10", "nginx") : 0
+      printf "| %s | %s | %s | %s | %s |\n", thousands(rules[k]), thousands(sy), ratio(sy, sy0), thousands(ng), ratio(ng, ng0)
+    }
+  }
+
+  if (nm > 0) {
+    printf "\nMemory (VmRSS; nginx = master + worker):\n\n| when | switchyard data plane | nginx |\n|---|---:|---:|\n"
+    for (k = 1; k <= nm; k++) {
+      l = morder[k]
+      printf "| %s | %s | %s |\n", l, (("switchyard", l) in mem ? mib(mem["switchyard", l]) : ""), (("nginx", l) in mem ? mib(mem["nginx", l]) : "")
+    }
+  }
+
+  # The issue's targets, each a ratio from this run.
+  printf "\nTargets (issue 8), from this run:\n\n"
+  for (i = 1; i <= ns; i++) {
+    s = order[i]
+    if (!has(s, "switchyard") || !has(s, "nginx")) continue
+    if (s ~ /^(get-1k|get-16k|replace|rewrite)/) {
+      r = avg(rps, s, "switchyard") / avg(rps, s, "nginx")
+      c = avg(cpu, s, "switchyard") / avg(cpu, s, "nginx")
+      printf "- `%s`: throughput %.2fx nginx (>= 1.0: %s), CPU/req %.2fx (<= 1.0: %s)\n", s, r, verdict(r >= 1.0), c, verdict(c <= 1.0)
+    }
+  }
+  for (i = 1; i <= ns; i++) {
+    s = order[i]
+    if ((s, "switchyard") in status) printf "- `%s`: Switchyard %s\n", s, (status[s, "switchyard"] == "UNSUPPORTED" ? "does not support it yet: target missed" : "failed: " reason[s, "switchyard"])
+  }
+  worst = 0; worst_s = ""
+  errs = 0
+  for (i = 1; i <= ns; i++) {
+    s = order[i]
+    if (has(s, "switchyard")) errs += err[s, "switchyard"]
+    if (!has(s, "switchyard") || !has(s, "nginx") || avg(p99, s, "nginx") <= 0) continue
+    q = avg(p99, s, "switchyard") / avg(p99, s, "nginx")
+    if (q > worst) { worst = q; worst_s = s }
+  }
+  if (worst_s != "") printf "- p99 latency <= 1.2x nginx's: worst %.2fx (`%s`): %s\n", worst, worst_s, verdict(worst <= 1.2)
+  printf "- zero errors (Switchyard, all scenarios): %d: %s\n", errs, verdict(errs == 0)
+  if (has("rules-10", "switchyard") && has("rules-10000", "switchyard")) {
+    r = avg(rps, "rules-10000", "switchyard") / avg(rps, "rules-10", "switchyard")
+    printf "- 10,000 rules cost <= 10%% throughput vs 10 rules: %.2fx: %s\n", r, verdict(r >= 0.9)
+  }
+  if (("switchyard", "idle, 10 rules") in mem)
+    printf "- data plane idle <= 20 MiB RSS: %s: %s\n", mib(mem["switchyard", "idle, 10 rules"]), verdict(mem["switchyard", "idle, 10 rules"] <= 20 * 1024)
+  if (("switchyard", "idle, 10000 rules") in mem)
+    printf "- data plane with 10,000 rules <= 60 MiB RSS: %s: %s\n", mib(mem["switchyard", "idle, 10000 rules"]), verdict(mem["switchyard", "idle, 10000 rules"] <= 60 * 1024)
+}

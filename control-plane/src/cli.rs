@@ -1,0 +1,150 @@
+//! The binary's edge: flags, logging, binding, signals and exit codes
+//! (64 for a bad config, 1 for anything else).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::options::{Cli, LogFormat, Options};
+use crate::server::ControlPlane;
+
+/// How long in-flight work may take after SIGINT/SIGTERM.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Exit code for an invalid configuration (EX_USAGE... EX_DATAERR is 65;
+/// 64 is what the project settled on).
+pub const EXIT_BAD_CONFIG: u8 = 64;
+
+/// Logs to stderr; `RUST_LOG` wins over the default `info`.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // try_init: an embedding binary may have installed a subscriber already.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// The control-plane binary.
+pub fn cli_main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.options.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.options))
+}
+
+async fn bind(role: &str, addr: std::net::SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot bind the {role} listener on {addr}: {e}"))
+}
+
+async fn run(options: Options) -> ExitCode {
+    let prepared = match ControlPlane::prepare(&options).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return if e.is_config_error() {
+                ExitCode::from(EXIT_BAD_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    let (api, grpc) = match (
+        bind("api", options.api_listen).await,
+        bind("grpc", options.grpc_listen).await,
+    ) {
+        (Ok(a), Ok(g)) => (a, g),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (role, listener) in [("api", &api), ("grpc", &grpc)] {
+        match listener.local_addr() {
+            Ok(addr) => println!("listening {role} {addr}"),
+            Err(e) => {
+                eprintln!("error: cannot read the {role} listener address: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+
+    let (sig_tx, mut sig_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        sig_tx.send_replace(true);
+    });
+    let mut serve_rx = sig_rx.clone();
+    let serve = prepared.serve(api, grpc, async move {
+        let _ = serve_rx.wait_for(|s| *s).await;
+    });
+    let drain_deadline = async move {
+        let _ = sig_rx.wait_for(|s| *s).await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    tokio::select! {
+        result = serve => match result {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ = drain_deadline => {
+            tracing::warn!("drain limit reached; exiting with work in flight");
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Command-line options of the control plane (also embedded by the root
+//! standalone binary).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Log output format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// The YAML config file.
+    #[arg(long, default_value = "deploy/switchyard.yaml")]
+    pub config: PathBuf,
+    /// Where the sled database lives.
+    #[arg(long, default_value = "./data/control-plane")]
+    pub data_dir: PathBuf,
+    /// Folder file content sources are read from (default: the config
+    /// file's folder).
+    #[arg(long)]
+    pub content_root: Option<PathBuf>,
+    /// REST + WebSocket listener.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub api_listen: SocketAddr,
+    /// gRPC listener (data-plane sync, admin, health, reflection).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub grpc_listen: SocketAddr,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Config versions kept in history (for rollback).
+    #[arg(long, default_value_t = 100)]
+    pub history_limit: usize,
+    /// How long a command fan-out (cache clear) waits for the nodes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub command_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: PathBuf::from("deploy/switchyard.yaml"),
+            data_dir: PathBuf::from("./data/control-plane"),
+            content_root: None,
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            log_format: LogFormat::Text,
+            history_limit: 100,
+            command_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Options {
+    /// The content root: explicit, or the config file's folder.
+    pub fn effective_content_root(&self) -> PathBuf {
+        if let Some(root) = &self.content_root {
+            return root.clone();
+        }
+        match self.config.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// The control-plane binary's command line.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "switchyard-control-plane",
+    version,
+    about = "Switchyard control plane"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub options: Options,
+}

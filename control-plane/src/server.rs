@@ -1,0 +1,228 @@
+//! Startup in two steps: [`ControlPlane::prepare`] reads and validates the
+//! config (before any port is bound or sled is opened) and loads it into the
+//! store; [`Prepared::serve`] runs REST and gRPC on listeners the caller
+//! bound, until the shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use switchyard_shared::parse::parse_yaml;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::content::ContentRoot;
+use crate::error::{ErrorCode, Problem, ServiceError};
+use crate::grpc::ControlPlaneGrpc;
+use crate::options::Options;
+use crate::service::{check_config, Service, Settings};
+use crate::store::{SledStore, StoreError};
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read the config file {path}: {source}")]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{}", invalid_message(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Service(ServiceError),
+}
+
+fn invalid_message(path: &std::path::Path, problems: &[Problem]) -> String {
+    let mut s = format!(
+        "the config file {} is invalid ({} problem{}):",
+        path.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        s.push_str("\n  ");
+        s.push_str(&p.to_string());
+    }
+    s
+}
+
+impl StartError {
+    /// A problem with the config file itself (exit code 64).
+    pub fn is_config_error(&self) -> bool {
+        matches!(
+            self,
+            Self::ReadConfig { .. } | Self::Parse { .. } | Self::Invalid { .. }
+        )
+    }
+}
+
+/// Why serving stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("REST API server failed: {0}")]
+    Api(#[source] std::io::Error),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[source] tonic::transport::Error),
+    #[error("a server task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// Entry point of the library.
+pub struct ControlPlane;
+
+/// A control plane with a validated config loaded, ready to serve.
+pub struct Prepared {
+    service: Service,
+}
+
+impl ControlPlane {
+    /// Reads, parses and validates the config file (every problem, content
+    /// root checks included) and only then opens the store and applies the
+    /// startup semantics. Nothing is written (not even the data directory)
+    /// when the config is invalid.
+    pub async fn prepare(options: &Options) -> Result<Prepared, StartError> {
+        let path = options.config.clone();
+        let text =
+            tokio::fs::read_to_string(&path)
+                .await
+                .map_err(|source| StartError::ReadConfig {
+                    path: path.clone(),
+                    source,
+                })?;
+        let config = parse_yaml(&text).map_err(|e| StartError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let content_root = options.effective_content_root();
+        let content = ContentRoot::new(content_root.clone());
+        let checked = tokio::task::spawn_blocking(move || check_config(&content, config))
+            .await
+            .map_err(|e| StartError::Service(ServiceError::internal(e.to_string())))?
+            .map_err(|e| StartError::Invalid {
+                path: path.clone(),
+                problems: e.problems,
+            })?;
+
+        let data_dir = options.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+                path: data_dir.clone(),
+                source,
+            })?;
+            Ok::<_, StartError>(SledStore::open(&data_dir)?)
+        })
+        .await
+        .map_err(|e| StartError::Service(ServiceError::internal(e.to_string())))??;
+
+        let settings = Settings {
+            config_path: path.clone(),
+            content_root,
+            history_limit: options.history_limit.max(1),
+            command_timeout: options.command_timeout,
+        };
+        let service = Service::new(Arc::new(store), settings).map_err(|e| start_error(&path, e))?;
+        let outcome = service
+            .load_on_start(checked)
+            .await
+            .map_err(|e| start_error(&path, e))?;
+        tracing::info!(
+            version = outcome.version,
+            hash = %outcome.hash,
+            changed = outcome.changed,
+            "config loaded"
+        );
+        Ok(Prepared { service })
+    }
+}
+
+fn start_error(path: &std::path::Path, e: ServiceError) -> StartError {
+    if e.code == ErrorCode::ValidationFailed {
+        StartError::Invalid {
+            path: path.to_path_buf(),
+            problems: e.problems,
+        }
+    } else {
+        StartError::Service(e)
+    }
+}
+
+impl Prepared {
+    /// The service layer (for embedding and tests).
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Serves REST on `api` and gRPC on `grpc` until `shutdown` resolves,
+    /// then drains: sync streams end, in-flight requests finish.
+    pub async fn serve(
+        self,
+        api: TcpListener,
+        grpc: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let service = self.service;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let trigger = {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stop_tx.send_replace(true);
+            })
+        };
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            // A dropped sender also means "stop".
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(ControlPlaneGrpc::new(service.clone(), stop_rx.clone()).into_server())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+        let app =
+            crate::api::router(service.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let api_server = axum::serve(api, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+
+        service.components().set_grpc(true);
+        service.components().set_api(true);
+        let grpc_task = {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                let r = grpc_server.await.map_err(ServeError::Grpc);
+                // One server failing stops the other.
+                stop_tx.send_replace(true);
+                r
+            })
+        };
+        let api_task = {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                let r = api_server.await.map_err(ServeError::Api);
+                stop_tx.send_replace(true);
+                r
+            })
+        };
+        let (grpc_result, api_result) = tokio::join!(grpc_task, api_task);
+        trigger.abort();
+        service.components().set_grpc(false);
+        service.components().set_api(false);
+        grpc_result.map_err(ServeError::Task)??;
+        api_result.map_err(ServeError::Task)??;
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! Create / update / delete of named items (rules, backends, content
+//! sources) as edits through the one change path.
+
+use switchyard_shared::config::{Backend, Config, ContentSource, Rule};
+
+use super::{ChangeMeta, ChangeOutcome, Service};
+use crate::error::{ErrorCode, ServiceError};
+
+/// One edit of a named list. `position` (rules only, where order matters)
+/// is the 0-based index the item ends up at.
+#[derive(Debug, Clone)]
+pub enum NamedOp<T> {
+    Create {
+        item: T,
+        position: Option<usize>,
+    },
+    Update {
+        name: String,
+        item: T,
+        position: Option<usize>,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+/// A list of named items inside a config.
+pub trait Named: Clone + Send + 'static {
+    /// `rule`, `backend`, `content source` (for messages).
+    const KIND: &'static str;
+    fn name(&self) -> &str;
+    fn list(config: &mut Config) -> &mut Vec<Self>;
+}
+
+impl Named for Rule {
+    const KIND: &'static str = "rule";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn list(config: &mut Config) -> &mut Vec<Self> {
+        &mut config.rules
+    }
+}
+
+impl Named for Backend {
+    const KIND: &'static str = "backend";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn list(config: &mut Config) -> &mut Vec<Self> {
+        &mut config.backends
+    }
+}
+
+impl Named for ContentSource {
+    const KIND: &'static str = "content source";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn list(config: &mut Config) -> &mut Vec<Self> {
+        &mut config.content_sources
+    }
+}
+
+fn check_position(position: Option<usize>, max: usize) -> Result<(), ServiceError> {
+    match position {
+        Some(p) if p > max => Err(ServiceError::bad_request(format!(
+            "position {p} is out of range (0..={max})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Applies one edit to a copy of `config`.
+pub fn edit_named<T: Named>(config: &Config, op: NamedOp<T>) -> Result<Config, ServiceError> {
+    let mut next = config.clone();
+    let list = T::list(&mut next);
+    let find = |list: &[T], name: &str| list.iter().position(|x| x.name() == name);
+    match op {
+        NamedOp::Create { item, position } => {
+            if find(list, item.name()).is_some() {
+                return Err(ServiceError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("a {} named `{}` already exists", T::KIND, item.name()),
+                ));
+            }
+            check_position(position, list.len())?;
+            list.insert(position.unwrap_or(list.len()), item);
+        }
+        NamedOp::Update {
+            name,
+            item,
+            position,
+        } => {
+            let at = find(list, &name)
+                .ok_or_else(|| ServiceError::not_found(format!("no {} named `{name}`", T::KIND)))?;
+            if item.name() != name && find(list, item.name()).is_some() {
+                return Err(ServiceError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("a {} named `{}` already exists", T::KIND, item.name()),
+                ));
+            }
+            list.remove(at);
+            check_position(position, list.len())?;
+            list.insert(position.unwrap_or(at), item);
+        }
+        NamedOp::Delete { name } => {
+            let at = find(list, &name)
+                .ok_or_else(|| ServiceError::not_found(format!("no {} named `{name}`", T::KIND)))?;
+            list.remove(at);
+        }
+    }
+    Ok(next)
+}
+
+impl Service {
+    /// Creates, updates or deletes one named item through [`Service::apply`].
+    pub async fn edit<T: Named>(
+        &self,
+        meta: ChangeMeta,
+        op: NamedOp<T>,
+    ) -> Result<ChangeOutcome, ServiceError> {
+        self.apply(meta, move |current| edit_named(current, op))
+            .await
+    }
+}

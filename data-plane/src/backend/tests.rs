@@ -1,0 +1,89 @@
+use super::*;
+use switchyard_shared::config::{LoadBalancing, Server, Timeouts};
+use switchyard_shared::proto::node_event::Kind;
+
+fn backend(addresses: &[&str]) -> Backend {
+    Backend {
+        name: "pool".to_owned(),
+        load_balancing: LoadBalancing::RoundRobin,
+        servers: addresses
+            .iter()
+            .map(|a| Server {
+                address: (*a).to_owned(),
+                weight: 1,
+            })
+            .collect(),
+        timeouts: Timeouts::default(),
+    }
+}
+
+fn runtime(addresses: &[&str], events: &EventSink) -> BackendRuntime {
+    match BackendRuntime::new(&backend(addresses), &Metrics::default(), events) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn round_robin_visits_every_server_in_turn() {
+    let (events, _rx) = EventSink::channel();
+    let b = runtime(&["a:1", "b:2", "c:3"], &events);
+    let picks: Vec<_> = (0..6)
+        .filter_map(|_| b.pick(b"").map(|s| s.address.as_str()))
+        .collect();
+    assert_eq!(picks, ["a:1", "b:2", "c:3", "a:1", "b:2", "c:3"]);
+}
+
+#[test]
+fn no_servers_means_no_pick_and_bad_addresses_are_rejected() {
+    let (events, _rx) = EventSink::channel();
+    let metrics = Metrics::default();
+    let empty = BackendRuntime::new(&backend(&[]), &metrics, &events);
+    assert!(empty
+        .as_ref()
+        .map(|b| b.pick(b"").is_none())
+        .unwrap_or(false));
+    let bad = BackendRuntime::new(&backend(&["not an address"]), &metrics, &events);
+    assert!(bad.is_err());
+}
+
+#[test]
+fn failing_servers_are_ejected_with_an_event_and_skipped() {
+    let (events, mut rx) = EventSink::channel();
+    let b = runtime(&["a:1", "b:2"], &events);
+    let a = &b.servers[0];
+    for _ in 0..OutlierSettings::default().consecutive_failures {
+        b.record(a, Outcome::Failed);
+    }
+    assert!(!a.healthy());
+    assert!((0..10).all(|_| b.pick(b"").map(|s| s.address.as_str()) == Some("b:2")));
+    let event = rx.try_recv().ok().and_then(|e| e.kind);
+    assert!(
+        matches!(&event, Some(Kind::BackendHealthChanged(h)) if h.server == "a:1" && !h.healthy),
+        "{event:?}"
+    );
+    assert_eq!(a.metrics.errors.load(Relaxed), 5);
+
+    // A success after the ejection readmits it, with an event.
+    b.record(a, Outcome::Answered);
+    assert!(a.healthy());
+    let event = rx.try_recv().ok().and_then(|e| e.kind);
+    assert!(
+        matches!(&event, Some(Kind::BackendHealthChanged(h)) if h.server == "a:1" && h.healthy),
+        "{event:?}"
+    );
+}
+
+#[test]
+fn in_flight_guard_counts_requests() {
+    let (events, _rx) = EventSink::channel();
+    let b = runtime(&["a:1"], &events);
+    let s = &b.servers[0];
+    let g1 = s.start();
+    let g2 = s.start();
+    assert_eq!(s.in_flight(), 2);
+    drop(g1);
+    drop(g2);
+    assert_eq!(s.in_flight(), 0);
+    assert_eq!(s.metrics.requests.load(Relaxed), 2);
+}

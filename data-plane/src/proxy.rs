@@ -1,0 +1,110 @@
+//! Request handling: load the current snapshot once, route, then forward or
+//! replace. Every response is counted against its rule.
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod headers;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use http::header::HOST;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use switchyard_shared::routing::RequestInfo;
+
+use crate::metrics::Metrics;
+use crate::snapshot::{RuleAction, SnapshotCell};
+use body::ProxyBody;
+use error::{text_response, ProxyError};
+use forward::{forward, ClientInfo};
+
+/// Shared by every proxy connection.
+#[derive(Debug)]
+pub struct Proxy {
+    snapshots: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    pub fn new(snapshots: Arc<SnapshotCell>, metrics: Arc<Metrics>) -> Self {
+        Self { snapshots, metrics }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Answers one request; never fails (errors become responses).
+    pub async fn handle(&self, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
+        // Loaded once: the request finishes on this version even if a new
+        // one is swapped in meanwhile.
+        let Some(snapshot) = self.snapshots.load() else {
+            return ProxyError::NoSnapshot.into_response();
+        };
+        let host = host_value(&req);
+        let matched = {
+            let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+            let info = RequestInfo {
+                method: req.method(),
+                host: host_str,
+                path: req.uri().path(),
+                headers: req.headers(),
+            };
+            snapshot.routes.route(&info).ok_or_else(|| {
+                format!(
+                    "no route matches {} {host_str}{}\n",
+                    req.method(),
+                    req.uri().path()
+                )
+            })
+        };
+        let index = match matched {
+            Ok(index) => index,
+            Err(message) => {
+                self.metrics.unmatched_requests.fetch_add(1, Relaxed);
+                return text_response(StatusCode::NOT_FOUND, "no-route", message);
+            }
+        };
+        let Some(rule) = snapshot.rules.get(index) else {
+            // The table and the actions come from the same config.
+            return text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error: rule index out of range\n".to_owned(),
+            );
+        };
+        let response = match &rule.action {
+            RuleAction::Replace(r) => {
+                let mut response = Response::new(ProxyBody::Full(Some(r.body.clone())));
+                *response.status_mut() = r.status;
+                *response.headers_mut() = r.headers.clone();
+                response
+            }
+            RuleAction::Forward {
+                backend,
+                strip_prefix,
+            } => forward(req, backend, strip_prefix.as_deref(), client, host.as_ref())
+                .await
+                .unwrap_or_else(|e| {
+                    let name = snapshot.routes.rules().get(index).map(|r| r.name.as_str());
+                    tracing::warn!(rule = name.unwrap_or(""), fault = ?e.fault(), retry_safe = e.retry_safe(), error = %e, "proxy error");
+                    e.into_response()
+                }),
+        };
+        rule.metrics.record(response.status().as_u16());
+        response
+    }
+}
+
+/// The request's host: the `Host` header, else the URI authority (h2).
+fn host_value(req: &Request<Incoming>) -> Option<HeaderValue> {
+    match req.headers().get(HOST) {
+        Some(h) => Some(h.clone()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    }
+}

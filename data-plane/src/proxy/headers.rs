@@ -1,0 +1,143 @@
+//! Header rewriting at the proxy boundary: hop-by-hop headers are removed
+//! (RFC 9110 §7.6.1) and `X-Forwarded-*` headers describe the client hop.
+
+use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes headers that only concern one connection: `Connection` and every
+/// header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
+/// `Transfer-Encoding` and `Upgrade`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in [KEEP_ALIVE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(name);
+    }
+    // Only scan the names when a proxy header is present at all (rare).
+    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Adds the client hop: `X-Forwarded-For` gets the client IP appended,
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` are set to what this proxy
+/// saw (a client cannot spoof them through us).
+pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<&HeaderValue>) {
+    let forwarded_for = match headers.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(existing) if !existing.is_empty() => {
+            let mut joined = Vec::with_capacity(existing.len() + 2 + client_ip.len());
+            joined.extend_from_slice(existing);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client_ip.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone())
+        }
+        _ => client_ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    match host {
+        Some(h) => {
+            headers.insert(X_FORWARDED_HOST, h.clone());
+        }
+        None => {
+            headers.remove(X_FORWARDED_HOST);
+        }
+    }
+}
+
+/// Ensures an HTTP/1.1 upstream request carries the client's host (an h2
+/// client sends it as the `:authority` instead of a `Host` header).
+pub fn ensure_host(headers: &mut HeaderMap, host: Option<&HeaderValue>) {
+    if !headers.contains_key(HOST) {
+        if let Some(h) = host {
+            headers.insert(HOST, h.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-t"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+            ("accept", "*/*"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept", "accept"]);
+    }
+
+    #[test]
+    fn forwarded_for_appends_and_proto_host_are_set() {
+        let ip = HeaderValue::from_static("10.0.0.9");
+        let host = HeaderValue::from_static("example.com");
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        add_forwarded(&mut h, &ip, Some(&host));
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.com");
+
+        let mut fresh = HeaderMap::new();
+        add_forwarded(&mut fresh, &ip, None);
+        assert_eq!(fresh["x-forwarded-for"], "10.0.0.9");
+        assert!(!fresh.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn host_is_added_only_when_missing() {
+        let authority = HeaderValue::from_static("h2.example");
+        let mut h = HeaderMap::new();
+        ensure_host(&mut h, Some(&authority));
+        assert_eq!(h["host"], "h2.example");
+        let mut h = map(&[("host", "kept.example")]);
+        ensure_host(&mut h, Some(&authority));
+        assert_eq!(h["host"], "kept.example");
+    }
+}

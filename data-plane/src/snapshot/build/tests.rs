@@ -1,0 +1,149 @@
+use super::*;
+use crate::cache::sha256_hex;
+use crate::events::EventSink;
+use switchyard_shared::parse::parse_yaml;
+
+const YAML: &str = r#"
+backends:
+  - name: pool
+    servers: [{ address: "127.0.0.1:1" }]
+  - name: other
+    servers: [{ address: "127.0.0.1:2" }]
+content_sources:
+  - name: page
+    file: maintenance.html
+  - name: note
+    inline: "hi"
+    content_type: text/plain
+rules:
+  - name: file
+    match: { path_prefix: /maintenance }
+    action: { replace: { source: page, status: 503, headers: { x-a: "1" } } }
+  - name: note
+    match: { path_prefix: /note }
+    action: { replace: { source: note, headers: { content-type: application/x-custom } } }
+  - name: fwd
+    action: { forward: { backend: pool, strip_prefix: /api } }
+"#;
+
+fn config(yaml: &str) -> Config {
+    match parse_yaml(yaml) {
+        Ok(c) => c,
+        Err(e) => panic!("test config: {e}"),
+    }
+}
+
+fn input(config: Config, with_blob: bool) -> SnapshotInput {
+    let body = Bytes::from_static(b"<h1>down</h1>");
+    let sha = sha256_hex(&body);
+    let mut blobs = HashMap::new();
+    if with_blob {
+        blobs.insert(sha.clone(), body.clone());
+    }
+    // A stale blob the new version no longer refers to.
+    blobs.insert(sha256_hex(b"old"), Bytes::from_static(b"old"));
+    SnapshotInput {
+        version: 1,
+        hash: "h".to_owned(),
+        source: SnapshotSource::ControlPlane,
+        config,
+        file_blobs: [(
+            "page".to_owned(),
+            BlobRef {
+                sha256: sha,
+                size: body.len() as u64,
+            },
+        )]
+        .into_iter()
+        .collect(),
+        blobs,
+    }
+}
+
+fn built(input: SnapshotInput, previous: Option<&Snapshot>) -> Snapshot {
+    match build(
+        input,
+        previous,
+        &Metrics::default(),
+        &EventSink::channel().0,
+    ) {
+        Ok(s) => s,
+        Err(e) => panic!("build: {e}"),
+    }
+}
+
+#[test]
+fn replacements_carry_status_type_headers_and_blob_body() {
+    let snap = built(input(config(YAML), true), None);
+    let RuleAction::Replace(page) = &snap.rules[0].action else {
+        panic!("rule 0 is not a replacement");
+    };
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers["x-a"], "1");
+    assert_eq!(&page.body[..], b"<h1>down</h1>");
+
+    // A rule header overrides the source's content type.
+    let RuleAction::Replace(note) = &snap.rules[1].action else {
+        panic!("rule 1 is not a replacement");
+    };
+    assert_eq!(note.headers["content-type"], "application/x-custom");
+    assert_eq!(&note.body[..], b"hi");
+    // Only referenced blobs are kept.
+    assert_eq!(snap.blobs.len(), 1);
+}
+
+#[test]
+fn a_missing_blob_fails_the_build() {
+    let err = build(
+        input(config(YAML), false),
+        None,
+        &Metrics::default(),
+        &EventSink::channel().0,
+    );
+    let msg = err.map(|_| ()).map_err(|e| e.to_string());
+    assert!(
+        matches!(&msg, Err(m) if m.contains("rule `file`") && m.contains("not available")),
+        "{msg:?}"
+    );
+}
+
+#[test]
+fn invalid_configs_are_rejected_with_their_paths() {
+    let bad = YAML.replace("backend: pool", "backend: nowhere");
+    let err = build(
+        input(config(&bad), true),
+        None,
+        &Metrics::default(),
+        &EventSink::channel().0,
+    );
+    let msg = err.map(|_| ()).map_err(|e| e.to_string());
+    assert!(
+        matches!(&msg, Err(m) if m.contains("rules[2].action.forward.backend")),
+        "{msg:?}"
+    );
+}
+
+#[test]
+fn unchanged_backends_are_reused_and_changed_ones_rebuilt() {
+    let first = built(input(config(YAML), true), None);
+    let changed = YAML.replace("127.0.0.1:2", "127.0.0.1:3");
+    let second = built(input(config(&changed), true), Some(&first));
+    assert!(Arc::ptr_eq(
+        &first.backends["pool"],
+        &second.backends["pool"]
+    ));
+    assert!(!Arc::ptr_eq(
+        &first.backends["other"],
+        &second.backends["other"]
+    ));
+    let RuleAction::Forward {
+        backend,
+        strip_prefix,
+    } = &second.rules[2].action
+    else {
+        panic!("rule 2 is not a forward");
+    };
+    assert!(Arc::ptr_eq(backend, &second.backends["pool"]));
+    assert_eq!(strip_prefix.as_deref(), Some("/api"));
+}

@@ -1,0 +1,237 @@
+//! Applying a snapshot: from the control plane (fetching the blobs it
+//! lacks, persisting it as the last good one) or from the cache folder at
+//! start. Either the whole snapshot becomes current or nothing changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use prost::Message;
+use switchyard_shared::convert::{file_blobs, BlobRef, ConvertError};
+use switchyard_shared::proto;
+use switchyard_shared::proto::control_plane_client::ControlPlaneClient;
+use switchyard_shared::Config;
+use tonic::transport::Channel;
+
+use crate::cache::{verify_blob, CacheError};
+use crate::snapshot::{build, Snapshot, SnapshotError, SnapshotInput, SnapshotSource};
+use crate::state::NodeState;
+
+/// A whole blob fetch may take this long.
+const BLOB_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound on the buffer reserved up front from an announced size.
+const MAX_PREALLOC: usize = 16 << 20;
+
+/// Why a snapshot was not applied (sent to the control plane in a NACK).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("snapshot {0} carries no config")]
+    NoConfig(u64),
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+    #[error("content source `{source_name}`: {reason}")]
+    Blob { source_name: String, reason: String },
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("cannot decode the cached snapshot: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Applies a snapshot received from the control plane. Returns `false`
+/// when it was already the current one.
+pub async fn apply_from_control_plane(
+    state: &Arc<NodeState>,
+    client: &mut ControlPlaneClient<Channel>,
+    snap: proto::Snapshot,
+) -> Result<bool, ApplyError> {
+    let current = state.snapshots.load();
+    if let Some(c) = &current {
+        if c.version == snap.version
+            && c.hash == snap.hash
+            && c.source == SnapshotSource::ControlPlane
+        {
+            return Ok(false);
+        }
+    }
+    let encoded = snap.encode_to_vec();
+    let (version, hash) = (snap.version, snap.hash);
+    let proto_config = snap.config.ok_or(ApplyError::NoConfig(version))?;
+    let file_blobs = file_blobs(&proto_config);
+    let config = Config::try_from(proto_config)?;
+
+    let mut blobs = HashMap::new();
+    let mut all_on_disk = true;
+    for (source_name, blob) in &file_blobs {
+        if blobs.contains_key(&blob.sha256) {
+            continue;
+        }
+        let in_memory = current.as_ref().and_then(|c| c.blobs.get(&blob.sha256));
+        let data = match in_memory {
+            Some(data) => data.clone(),
+            None => match read_blob(state, blob).await? {
+                Some(data) => data,
+                None => {
+                    let data = fetch_blob(client, source_name, blob).await?;
+                    all_on_disk &= write_blob(state, blob, data.clone()).await;
+                    data
+                }
+            },
+        };
+        blobs.insert(blob.sha256.clone(), data);
+    }
+
+    let input = SnapshotInput {
+        version,
+        hash,
+        source: SnapshotSource::ControlPlane,
+        config,
+        file_blobs,
+        blobs,
+    };
+    let (metrics, events) = (state.metrics.clone(), state.events.clone());
+    let previous = current.clone();
+    let snapshot =
+        tokio::task::spawn_blocking(move || build(input, previous.as_deref(), &metrics, &events))
+            .await
+            .map_err(|e| ApplyError::Internal(e.to_string()))??;
+    let snapshot = Arc::new(snapshot);
+    if all_on_disk {
+        persist(state, encoded, snapshot.clone()).await;
+    } else {
+        tracing::warn!(
+            version,
+            "not persisting snapshot: some blobs could not be written"
+        );
+    }
+    state.snapshots.store(snapshot);
+    Ok(true)
+}
+
+/// Serves the last good snapshot from the cache folder, if it is present
+/// and still valid (decodes, compiles, every blob present and verified).
+/// Blocking; returns the applied snapshot.
+pub fn load_cached(state: &NodeState) -> Result<Option<Arc<Snapshot>>, ApplyError> {
+    let Some(bytes) = state.cache.read_snapshot()? else {
+        return Ok(None);
+    };
+    let snap = proto::Snapshot::decode(bytes.as_slice())?;
+    let proto_config = snap.config.ok_or(ApplyError::NoConfig(snap.version))?;
+    let file_blobs = file_blobs(&proto_config);
+    let config = Config::try_from(proto_config)?;
+    let mut blobs = HashMap::new();
+    for (source_name, blob) in &file_blobs {
+        let data = state
+            .cache
+            .read_blob(&blob.sha256, blob.size)?
+            .ok_or_else(|| ApplyError::Blob {
+                source_name: source_name.clone(),
+                reason: format!("blob {} is missing from the cache", blob.sha256),
+            })?;
+        blobs.insert(blob.sha256.clone(), data);
+    }
+    let input = SnapshotInput {
+        version: snap.version,
+        hash: snap.hash,
+        source: SnapshotSource::Cached,
+        config,
+        file_blobs,
+        blobs,
+    };
+    let snapshot = Arc::new(build(input, None, &state.metrics, &state.events)?);
+    state.snapshots.store(snapshot.clone());
+    Ok(Some(snapshot))
+}
+
+async fn read_blob(state: &NodeState, blob: &BlobRef) -> Result<Option<Bytes>, ApplyError> {
+    let cache = state.cache.clone();
+    let blob = blob.clone();
+    tokio::task::spawn_blocking(move || cache.read_blob(&blob.sha256, blob.size))
+        .await
+        .map_err(|e| ApplyError::Internal(e.to_string()))?
+        .map_err(ApplyError::from)
+}
+
+/// Stores a fetched blob; `false` (logged) when the disk refused.
+async fn write_blob(state: &NodeState, blob: &BlobRef, data: Bytes) -> bool {
+    let cache = state.cache.clone();
+    let sha = blob.sha256.clone();
+    let result = tokio::task::spawn_blocking(move || cache.write_blob(&sha, &data)).await;
+    match result {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot store blob in the cache");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "blob store task failed");
+            false
+        }
+    }
+}
+
+/// Writes the snapshot as the last good one and drops blobs it no longer
+/// needs. Failures are logged: serving the new version matters more.
+async fn persist(state: &NodeState, encoded: Vec<u8>, snapshot: Arc<Snapshot>) {
+    let cache = state.cache.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        cache.write_snapshot(&encoded)?;
+        let keep = snapshot.blobs.keys().map(String::as_str).collect();
+        cache.retain_blobs(&keep)
+    })
+    .await;
+    match result {
+        Ok(Ok(removed)) => {
+            tracing::debug!(removed, "persisted snapshot; pruned unused blobs");
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot persist the snapshot"),
+        Err(e) => tracing::warn!(error = %e, "snapshot persistence task failed"),
+    }
+}
+
+/// Fetches a blob through `FetchBlob`, bounded by its announced size and
+/// verified against its digest.
+async fn fetch_blob(
+    client: &mut ControlPlaneClient<Channel>,
+    source_name: &str,
+    blob: &BlobRef,
+) -> Result<Bytes, ApplyError> {
+    let err = |reason: String| ApplyError::Blob {
+        source_name: source_name.to_owned(),
+        reason,
+    };
+    let fetch = async {
+        let request = proto::FetchBlobRequest {
+            sha256: blob.sha256.clone(),
+        };
+        let mut stream = client
+            .fetch_blob(request)
+            .await
+            .map_err(|s| err(format!("fetching blob {}: {}", blob.sha256, s.message())))?
+            .into_inner();
+        let limit = usize::try_from(blob.size).unwrap_or(usize::MAX);
+        let mut buf = BytesMut::with_capacity(limit.min(MAX_PREALLOC));
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|s| err(format!("fetching blob {}: {}", blob.sha256, s.message())))?
+        {
+            if buf.len() + chunk.data.len() > limit {
+                return Err(err(format!(
+                    "blob {} is larger than its announced {} bytes",
+                    blob.sha256, blob.size
+                )));
+            }
+            buf.extend_from_slice(&chunk.data);
+        }
+        verify_blob(&blob.sha256, blob.size, &buf).map_err(|e| err(e.to_string()))?;
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(BLOB_TIMEOUT, fetch)
+        .await
+        .map_err(|_| err(format!("fetching blob {} timed out", blob.sha256)))?
+}

@@ -1,0 +1,73 @@
+//! The periodic `MetricsReport`: cumulative counters since start, so a lost
+//! report loses nothing.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use switchyard_shared::proto;
+
+use crate::state::NodeState;
+
+pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
+    let metrics = &state.metrics;
+    let snapshot = state.snapshots.load();
+    let healthy = |backend: &str, server: &str| {
+        snapshot
+            .as_ref()
+            .and_then(|s| s.backends.get(backend))
+            .and_then(|b| b.servers.iter().find(|s| s.address == server))
+            .is_none_or(|s| s.healthy())
+    };
+    let rules = metrics
+        .rules()
+        .into_iter()
+        .map(|(rule, m)| proto::RuleStats {
+            rule,
+            requests: m.requests.load(Relaxed),
+            errors: m.errors.load(Relaxed),
+            status_counts: m.statuses.codes().collect(),
+            ..Default::default()
+        })
+        .collect();
+    let servers = metrics
+        .servers()
+        .into_iter()
+        .map(|((backend, server), m)| proto::ServerStats {
+            healthy: healthy(&backend, &server),
+            backend,
+            server,
+            requests: m.requests.load(Relaxed),
+            errors: m.errors.load(Relaxed),
+            retries: m.retries.load(Relaxed),
+            // No circuit breakers yet.
+            circuit_state: "closed".to_owned(),
+            ..Default::default()
+        })
+        .collect();
+    proto::MetricsReport {
+        timestamp_unix_ms: unix_ms(),
+        uptime_ms: u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        active_connections: metrics.active_connections.load(Relaxed),
+        rss_bytes: rss_bytes().unwrap_or(0),
+        cpu_seconds: 0.0,
+        rules,
+        servers,
+        caches: Vec::new(),
+        applied_version: state.snapshots.load().map_or(0, |s| s.version()),
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Resident set size from `/proc/self/status` (Linux); `None` elsewhere.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
