@@ -23,6 +23,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod time_util;
+pub mod watcher;
 
 #[cfg(test)]
 mod test_support;

@@ -39,6 +39,9 @@ pub struct Options {
     /// How long a command fan-out (cache clear) waits for the nodes.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub command_timeout: Duration,
+    /// Do not watch the config file and the content root for changes.
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             log_format: LogFormat::Text,
             history_limit: 100,
             command_timeout: Duration::from_secs(5),
+            no_watch: false,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::grpc::ControlPlaneGrpc;
 use crate::options::Options;
 use crate::service::{check_config, Service, Settings};
 use crate::store::{SledStore, StoreError};
+use crate::watcher::{self, WatchPaths};
 
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,8 @@ pub struct ControlPlane;
 /// A control plane with a validated config loaded, ready to serve.
 pub struct Prepared {
     service: Service,
+    /// What to watch for changes; `None` with `--no-watch`.
+    watch: Option<WatchPaths>,
 }
 
 impl ControlPlane {
@@ -147,7 +150,12 @@ impl ControlPlane {
             changed = outcome.changed,
             "config loaded"
         );
-        Ok(Prepared { service })
+        let watch = (!options.no_watch).then(|| WatchPaths {
+            config: path.clone(),
+            content_root: options.effective_content_root(),
+            ignore: vec![options.data_dir.clone()],
+        });
+        Ok(Prepared { service, watch })
     }
 }
 
@@ -200,6 +208,21 @@ impl Prepared {
 
         service.components().set_grpc(true);
         service.components().set_api(true);
+        let watcher_task = match self.watch {
+            Some(paths) => {
+                let status = service.components().file_watcher.clone();
+                match watcher::spawn(service.clone(), paths, status.clone(), stop_rx.clone()) {
+                    Ok(task) => Some(task),
+                    Err(e) => {
+                        // Serving goes on; the API and /api/health say so.
+                        tracing::error!(error = %e, "file watcher not started");
+                        status.failed();
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let grpc_task = {
             let stop_tx = stop_tx.clone();
             tokio::spawn(async move {
@@ -219,6 +242,9 @@ impl Prepared {
         };
         let (grpc_result, api_result) = tokio::join!(grpc_task, api_task);
         trigger.abort();
+        if let Some(task) = watcher_task {
+            task.abort();
+        }
         service.components().set_grpc(false);
         service.components().set_api(false);
         grpc_result.map_err(ServeError::Task)??;

@@ -4,16 +4,20 @@
 //! transaction -> publish the snapshot and an event.
 
 mod diff;
+mod explain;
 mod fleet;
 mod health;
+mod reports;
 mod rules;
 #[cfg(test)]
 mod tests;
 
 pub use diff::Diff;
+pub use explain::{Explanation, SampleRequest};
 pub use fleet::CommandOutcome;
 pub use health::HealthView;
-pub use rules::NamedOp;
+pub use reports::{CacheStatsReport, MetricsReportView, SourceView, StatusView};
+pub use rules::{Named, NamedOp};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -109,6 +113,7 @@ pub struct Checked {
 pub struct Components {
     pub grpc_serving: AtomicBool,
     pub api_serving: AtomicBool,
+    pub file_watcher: Arc<crate::watcher::WatcherStatus>,
 }
 
 #[derive(Clone)]
@@ -127,6 +132,8 @@ struct Inner {
     events: EventBus,
     nodes: NodeRegistry,
     components: Components,
+    /// The compiled routing table of the current version, for explain.
+    tables: explain::TableCache,
     started: Instant,
 }
 
@@ -201,6 +208,7 @@ impl Service {
                 events: EventBus::new(),
                 nodes: NodeRegistry::default(),
                 components: Components::default(),
+                tables: explain::TableCache::default(),
                 started: Instant::now(),
             }),
         })
@@ -232,6 +240,10 @@ impl Service {
 
     pub fn content_root(&self) -> &ContentRoot {
         &self.inner.content
+    }
+
+    fn table_cache(&self) -> &explain::TableCache {
+        &self.inner.tables
     }
 
     pub fn uptime(&self) -> Duration {
@@ -293,7 +305,12 @@ impl Service {
             });
         }
         let version = current.version + 1;
-        let summary = Diff::between(&current.config, &checked.config).summary();
+        let diff = Diff::between(&current.config, &checked.config);
+        let summary = if diff.is_empty() {
+            content_summary(&current.blobs, &checked.blobs)
+        } else {
+            diff.summary()
+        };
         let now = now_unix_ms();
         let commit = Commit {
             current: StoredConfig {
@@ -485,6 +502,20 @@ pub fn check_config(content: &ContentRoot, config: Config) -> Result<Checked, Se
         blobs,
         hash,
     })
+}
+
+/// The summary of a change that only touched file content.
+fn content_summary(old: &BTreeMap<String, Blob>, new: &BTreeMap<String, Blob>) -> String {
+    let changed: Vec<&str> = new
+        .iter()
+        .filter(|(name, blob)| old.get(*name).map(|b| &b.sha256) != Some(&blob.sha256))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if changed.is_empty() {
+        "no changes to named items".to_owned()
+    } else {
+        format!("file content changed: {}", changed.join(", "))
+    }
 }
 
 /// Runs blocking work (disk, sled) off the async workers.

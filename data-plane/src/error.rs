@@ -25,3 +25,16 @@ pub enum DataPlaneError {
         source: std::io::Error,
     },
 }
+
+/// An error and its sources, `: `-separated (tonic's transport error alone
+/// says only "transport error").
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

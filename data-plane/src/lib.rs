@@ -29,6 +29,7 @@ pub mod shutdown;
 pub mod snapshot;
 mod state;
 mod sync;
+pub mod telemetry;
 
 pub use cli::{cli_main, init_tracing, shutdown_signal};
 pub use error::DataPlaneError;

@@ -3,6 +3,9 @@
 //! behind mutexes are used when a snapshot is built and when a report or a
 //! scrape reads them.
 
+pub mod families;
+pub mod histogram;
+pub mod process;
 pub mod prometheus;
 
 use std::collections::BTreeMap;
@@ -88,6 +91,12 @@ pub struct RuleMetrics {
     /// Responses with a 5xx status (from the proxy or the upstream).
     pub errors: AtomicU64,
     pub statuses: StatusCounts,
+    /// Time from request head to response head.
+    pub latency: histogram::Histogram,
+    /// Request body bytes from clients (declared lengths).
+    pub bytes_in: AtomicU64,
+    /// Response body bytes to clients (declared lengths).
+    pub bytes_out: AtomicU64,
 }
 
 impl RuleMetrics {
@@ -109,6 +118,8 @@ pub struct ServerMetrics {
     pub errors: AtomicU64,
     /// Attempts on this server that were retries of a failed attempt.
     pub retries: AtomicU64,
+    /// Time from sending a request to the upstream's response head.
+    pub latency: histogram::Histogram,
 }
 
 /// Status counts per class (exact) and per code (for the first few

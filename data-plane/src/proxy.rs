@@ -16,6 +16,7 @@ use switchyard_shared::routing::RequestInfo;
 
 use crate::metrics::Metrics;
 use crate::snapshot::{RuleAction, SnapshotCell};
+use crate::telemetry;
 use body::ProxyBody;
 use error::{text_response, ProxyError};
 use forward::{forward, ClientInfo};
@@ -37,7 +38,8 @@ impl Proxy {
     }
 
     /// Answers one request; never fails (errors become responses).
-    pub async fn handle(&self, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
+    pub async fn handle(&self, mut req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
+        let started = std::time::Instant::now();
         // Loaded once: the request finishes on this version even if a new
         // one is swapped in meanwhile.
         let Some(snapshot) = self.snapshots.load() else {
@@ -75,6 +77,9 @@ impl Proxy {
                 "internal error: rule index out of range\n".to_owned(),
             );
         };
+        let rule_name = snapshot.routes.rules().get(index).map_or("", |r| r.name.as_str());
+        let bytes_in = telemetry::request_bytes(&req);
+        let span = telemetry::RequestSpan::start(&mut req, rule_name, &client.ip);
         let response = match &rule.action {
             RuleAction::Replace(r) => {
                 let mut response = Response::new(ProxyBody::Full(Some(r.body.clone())));
@@ -89,11 +94,11 @@ impl Proxy {
                 .await
                 .unwrap_or_else(|e| {
                     let name = snapshot.routes.rules().get(index).map(|r| r.name.as_str());
-                    tracing::warn!(rule = name.unwrap_or(""), fault = ?e.fault(), retry_safe = e.retry_safe(), error = %e, "proxy error");
+                    tracing::warn!(rule = name.unwrap_or(""), fault = ?e.fault(), retry_safe = e.retry_safe(), error = %crate::error::error_chain(&e), "proxy error");
                     e.into_response()
                 }),
         };
-        rule.metrics.record(response.status().as_u16());
+        telemetry::finish_request(&rule.metrics, started, bytes_in, &response, span);
         response
     }
 }

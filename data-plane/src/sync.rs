@@ -31,7 +31,7 @@ const MAX_MESSAGE: usize = 256 << 20;
 /// Why a session with the control plane ended.
 #[derive(Debug, thiserror::Error)]
 enum SessionEnd {
-    #[error("cannot connect: {}", error_chain(.0))]
+    #[error("cannot connect: {}", crate::error::error_chain(.0))]
     Connect(#[from] tonic::transport::Error),
     #[error("sync stream failed: {}", .0.message())]
     Status(#[from] tonic::Status),
@@ -204,19 +204,6 @@ fn run_command(command: proto::Command) -> proto::CommandResult {
             cleared_entries: 0,
         },
     }
-}
-
-/// An error and its sources, `: `-separated (tonic's transport error alone
-/// says only "transport error").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 fn node_message(msg: NodeMsg) -> proto::NodeMessage {

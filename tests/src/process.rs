@@ -19,10 +19,28 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin` and waits until it has printed an address for every role.
     pub fn start(bin: &str, args: &[String], roles: &[&str], log_dir: &Path, name: &str) -> Proc {
+        Self::start_with_env(bin, args, &[], roles, log_dir, name)
+    }
+
+    /// Like `start`, with extra environment variables.
+    pub fn start_with_env(
+        bin: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        roles: &[&str],
+        log_dir: &Path,
+        name: &str,
+    ) -> Proc {
+        // Appending keeps the log of an earlier run of the same name.
         let stderr_path = log_dir.join(format!("{name}.stderr.log"));
-        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)
+            .expect("create stderr log");
         let mut child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -208,6 +226,18 @@ pub struct DataPlane {
 
 impl DataPlane {
     pub fn start(dir: &Path, node_id: &str, control_plane_url: &str) -> DataPlane {
+        Self::start_with(dir, node_id, control_plane_url, &[])
+    }
+
+    /// Starts with extra environment variables (fault switches, OTLP).
+    /// The cache dir depends only on the node id, so a restarted node finds
+    /// its cached snapshot.
+    pub fn start_with(
+        dir: &Path,
+        node_id: &str,
+        control_plane_url: &str,
+        env: &[(&str, &str)],
+    ) -> DataPlane {
         let cache_dir = dir.join(format!("dp-{node_id}"));
         let args = vec![
             "--control-plane".into(),
@@ -221,9 +251,10 @@ impl DataPlane {
             "--cache-dir".into(),
             cache_dir.display().to_string(),
         ];
-        let proc = Proc::start(
+        let proc = Proc::start_with_env(
             &bin_path("e2e-data-plane"),
             &args,
+            env,
             &["proxy", "admin"],
             dir,
             node_id,

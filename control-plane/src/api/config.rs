@@ -1,14 +1,20 @@
 //! Handlers for the config as a whole and its rules.
 
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use switchyard_shared::config::Rule;
+use switchyard_shared::config::{Config, Rule};
 use switchyard_shared::parse::to_yaml;
 
-use super::AppState;
+use super::extract::{change_response, config_body, if_match};
+use super::{ApiError, AppState};
+use crate::error::{ErrorCode, Problem, ServiceError};
+use crate::service::{ChangeMeta, Diff};
+use crate::store::HistoryEntry;
+use crate::time_util::rfc3339_from_unix_ms;
 
 /// `ETag: "<version>"`.
 pub fn etag(version: u64) -> HeaderValue {
@@ -31,18 +37,27 @@ pub struct FormatQuery {
 }
 
 /// `GET /api/config`: the live config (the version is in the ETag).
-pub async fn get_config(State(state): State<AppState>, Query(q): Query<FormatQuery>) -> Response {
+pub async fn get_config(
+    State(state): State<AppState>,
+    Query(q): Query<FormatQuery>,
+) -> Result<Response, ApiError> {
     let snap = state.service.current();
     let headers = version_headers(snap.version, &snap.hash);
-    match q.format.as_deref() {
+    Ok(match q.format.as_deref() {
         Some("yaml") => (
             headers,
             [(header::CONTENT_TYPE, "application/yaml")],
             to_yaml(&snap.config),
         )
             .into_response(),
-        _ => (headers, Json(&*snap.config)).into_response(),
-    }
+        None | Some("json") => (headers, Json(&*snap.config)).into_response(),
+        Some(other) => {
+            return Err(ServiceError::bad_request(format!(
+                "unknown format `{other}`; use json or yaml"
+            ))
+            .into())
+        }
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -63,4 +78,192 @@ pub async fn list_rules(State(state): State<AppState>) -> Response {
         }),
     )
         .into_response()
+}
+
+/// `PUT /api/config`: replace the whole config (JSON or YAML body).
+pub async fn put_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let expected = if_match(&headers)?;
+    let config = config_body(&headers, &body)?;
+    let outcome = state
+        .service
+        .apply(
+            ChangeMeta::new(actor(&headers), "put_config").if_version(expected),
+            move |_| Ok(config),
+        )
+        .await?;
+    Ok(change_response(StatusCode::OK, outcome))
+}
+
+#[derive(Debug, Serialize)]
+pub struct ValidationView {
+    pub valid: bool,
+    pub problems: Vec<Problem>,
+    /// What applying it would change (when valid).
+    pub diff: Option<Diff>,
+    pub summary: Option<String>,
+    /// The version the diff is against.
+    pub current_version: u64,
+}
+
+/// `POST /api/config/validate`: check a config without applying it.
+pub async fn validate_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ValidationView>, ApiError> {
+    let config = config_body(&headers, &body)?;
+    let current = state.service.current();
+    let view = match state.service.check(config).await {
+        Ok(checked) => {
+            let diff = Diff::between(&current.config, &checked.config);
+            ValidationView {
+                valid: true,
+                problems: Vec::new(),
+                summary: Some(diff.summary()),
+                diff: Some(diff),
+                current_version: current.version,
+            }
+        }
+        Err(e) if e.code == ErrorCode::ValidationFailed => ValidationView {
+            valid: false,
+            problems: e.problems,
+            diff: None,
+            summary: None,
+            current_version: current.version,
+        },
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(view))
+}
+
+/// `POST /api/config/reload`: force the config file in.
+pub async fn reload_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let outcome = state.service.reload_file(&actor(&headers)).await?;
+    Ok(change_response(StatusCode::OK, outcome))
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryItem {
+    pub version: u64,
+    pub hash: String,
+    /// RFC 3339.
+    pub timestamp: String,
+    pub actor: String,
+    pub summary: String,
+}
+
+impl From<&HistoryEntry> for HistoryItem {
+    fn from(h: &HistoryEntry) -> Self {
+        Self {
+            version: h.version,
+            hash: h.hash.clone(),
+            timestamp: rfc3339_from_unix_ms(h.timestamp_unix_ms),
+            actor: h.actor.clone(),
+            summary: h.summary.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryList {
+    pub current_version: u64,
+    pub entries: Vec<HistoryItem>,
+}
+
+/// `GET /api/config/history`: retained versions, newest first.
+pub async fn history(State(state): State<AppState>) -> Result<Json<HistoryList>, ApiError> {
+    let entries = state.service.history().await?;
+    Ok(Json(HistoryList {
+        current_version: state.service.current().version,
+        entries: entries.iter().map(HistoryItem::from).collect(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryDetail {
+    #[serde(flatten)]
+    pub item: HistoryItem,
+    pub config: Config,
+}
+
+/// `GET /api/config/history/{version}`.
+pub async fn history_entry(
+    State(state): State<AppState>,
+    Path(version): Path<u64>,
+) -> Result<Json<HistoryDetail>, ApiError> {
+    let entry = state.service.history_entry(version).await?;
+    Ok(Json(HistoryDetail {
+        item: HistoryItem::from(&entry),
+        config: entry.config,
+    }))
+}
+
+/// `POST /api/config/rollback/{version}`: a new version equal to an old one.
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path(version): Path<u64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let meta = ChangeMeta::new(actor(&headers), "rollback").if_version(if_match(&headers)?);
+    let outcome = state.service.rollback(version, meta).await?;
+    Ok(change_response(StatusCode::OK, outcome))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    /// Only entries with an id below this (paging backwards).
+    pub before: Option<u64>,
+    /// At most this many (default 100, max 1000).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditItem {
+    pub id: u64,
+    pub timestamp: String,
+    pub actor: String,
+    pub action: String,
+    pub from_version: u64,
+    pub to_version: u64,
+    pub summary: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditList {
+    pub entries: Vec<AuditItem>,
+}
+
+/// `GET /api/audit`: newest first.
+pub async fn audit(
+    State(state): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<AuditList>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = state.service.audit(q.before, limit).await?;
+    Ok(Json(AuditList {
+        entries: entries
+            .into_iter()
+            .map(|a| AuditItem {
+                id: a.id,
+                timestamp: rfc3339_from_unix_ms(a.timestamp_unix_ms),
+                actor: a.actor,
+                action: a.action,
+                from_version: a.from_version,
+                to_version: a.to_version,
+                summary: a.summary,
+            })
+            .collect(),
+    }))
+}
+
+/// Who is asking; the token id once authentication is on.
+pub fn actor(_headers: &HeaderMap) -> String {
+    "api".to_owned()
 }

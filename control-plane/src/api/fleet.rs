@@ -82,3 +82,13 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthVi
     };
     (code, Json(view))
 }
+
+/// `GET /api/status`.
+pub async fn status(State(state): State<AppState>) -> Json<crate::service::StatusView> {
+    Json(state.service.status())
+}
+
+/// `GET /api/metrics`: only what the nodes reported.
+pub async fn metrics(State(state): State<AppState>) -> Json<crate::service::MetricsReportView> {
+    Json(state.service.metrics_report())
+}

@@ -83,8 +83,8 @@ impl Service {
                 storage,
                 grpc,
                 file_watcher: ComponentView {
-                    status: "disabled",
-                    detail: Some("the file watcher is not part of this build yet".to_owned()),
+                    status: self.components().file_watcher.label(),
+                    detail: Some(self.settings().config_path.display().to_string()),
                 },
                 nodes: node_health,
             },

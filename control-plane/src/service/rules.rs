@@ -28,37 +28,52 @@ pub enum NamedOp<T> {
 pub trait Named: Clone + Send + 'static {
     /// `rule`, `backend`, `content source` (for messages).
     const KIND: &'static str;
+    /// The key of the list in API answers (`rules`, `backends`, `sources`).
+    const PLURAL: &'static str;
     fn name(&self) -> &str;
     fn list(config: &mut Config) -> &mut Vec<Self>;
+    fn items(config: &Config) -> &[Self];
 }
 
 impl Named for Rule {
     const KIND: &'static str = "rule";
+    const PLURAL: &'static str = "rules";
     fn name(&self) -> &str {
         &self.name
     }
     fn list(config: &mut Config) -> &mut Vec<Self> {
         &mut config.rules
     }
+    fn items(config: &Config) -> &[Self] {
+        &config.rules
+    }
 }
 
 impl Named for Backend {
     const KIND: &'static str = "backend";
+    const PLURAL: &'static str = "backends";
     fn name(&self) -> &str {
         &self.name
     }
     fn list(config: &mut Config) -> &mut Vec<Self> {
         &mut config.backends
     }
+    fn items(config: &Config) -> &[Self] {
+        &config.backends
+    }
 }
 
 impl Named for ContentSource {
     const KIND: &'static str = "content source";
+    const PLURAL: &'static str = "sources";
     fn name(&self) -> &str {
         &self.name
     }
     fn list(config: &mut Config) -> &mut Vec<Self> {
         &mut config.content_sources
+    }
+    fn items(config: &Config) -> &[Self] {
+        &config.content_sources
     }
 }
 

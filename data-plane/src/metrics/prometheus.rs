@@ -144,6 +144,7 @@ pub fn render(metrics: &Metrics, gauges: Gauges) -> String {
         "switchyard_control_plane_connected {}",
         u8::from(gauges.control_plane_connected)
     );
+    super::families::render(&mut out, metrics);
     out
 }
 

@@ -128,7 +128,9 @@ async fn send(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let in_flight = server.start();
     let timeout = backend.request_timeout();
+    let sent = std::time::Instant::now();
     let result = tokio::time::timeout(timeout, backend.client.request(req)).await;
+    server.metrics.latency.record(sent.elapsed());
     drop(in_flight);
     match result {
         Ok(Ok(response)) => {

@@ -40,6 +40,21 @@ pub enum ApplyError {
     Decode(#[from] prost::DecodeError),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("rejected by the fault switch {FAULT_REJECT_RULE_ENV}: the config has rule `{0}`")]
+    InjectedFault(String),
+}
+
+/// Fault switch for tests of partial rollouts: a data plane started with
+/// this variable set NACKs every snapshot that contains a rule of that name.
+pub const FAULT_REJECT_RULE_ENV: &str = "SWITCHYARD_FAULT_REJECT_RULE";
+
+fn check_fault_switch(config: &Config) -> Result<(), ApplyError> {
+    match std::env::var(FAULT_REJECT_RULE_ENV) {
+        Ok(name) if config.rules.iter().any(|r| r.name == name) => {
+            Err(ApplyError::InjectedFault(name))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Applies a snapshot received from the control plane. Returns `false`
@@ -63,6 +78,7 @@ pub async fn apply_from_control_plane(
     let proto_config = snap.config.ok_or(ApplyError::NoConfig(version))?;
     let file_blobs = file_blobs(&proto_config);
     let config = Config::try_from(proto_config)?;
+    check_fault_switch(&config)?;
 
     let mut blobs = HashMap::new();
     let mut all_on_disk = true;

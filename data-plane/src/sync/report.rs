@@ -26,6 +26,9 @@ pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
             requests: m.requests.load(Relaxed),
             errors: m.errors.load(Relaxed),
             status_counts: m.statuses.codes().collect(),
+            latency: Some(m.latency.snapshot().to_proto()),
+            bytes_in: m.bytes_in.load(Relaxed),
+            bytes_out: m.bytes_out.load(Relaxed),
             ..Default::default()
         })
         .collect();
@@ -39,17 +42,19 @@ pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
             requests: m.requests.load(Relaxed),
             errors: m.errors.load(Relaxed),
             retries: m.retries.load(Relaxed),
+            latency: Some(m.latency.snapshot().to_proto()),
             // No circuit breakers yet.
             circuit_state: "closed".to_owned(),
             ..Default::default()
         })
         .collect();
+    let process = crate::metrics::process::ProcessStats::read();
     proto::MetricsReport {
         timestamp_unix_ms: unix_ms(),
         uptime_ms: u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         active_connections: metrics.active_connections.load(Relaxed),
-        rss_bytes: rss_bytes().unwrap_or(0),
-        cpu_seconds: 0.0,
+        rss_bytes: process.rss_bytes.unwrap_or(0),
+        cpu_seconds: process.cpu_seconds.unwrap_or(0.0),
         rules,
         servers,
         caches: Vec::new(),
@@ -62,12 +67,4 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-/// Resident set size from `/proc/self/status` (Linux); `None` elsewhere.
-fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }

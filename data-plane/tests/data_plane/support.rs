@@ -167,6 +167,12 @@ pub struct Node {
 }
 
 pub async fn start_node(control_plane: &str, cache_dir: &Path) -> Node {
+    start_node_with(control_plane, cache_dir, true).await
+}
+
+/// Without `bind_proxy` the node binds the config's listeners itself
+/// (`proxy` is then the unspecified address).
+pub async fn start_node_with(control_plane: &str, cache_dir: &Path, bind_proxy: bool) -> Node {
     let options = Options {
         control_plane: control_plane.to_owned(),
         node_id: Some("test-node".to_owned()),
@@ -179,11 +185,18 @@ pub async fn start_node(control_plane: &str, cache_dir: &Path) -> Node {
         Ok(n) => n,
         Err(e) => panic!("data plane: {e}"),
     };
-    let proxy = bind_any().await;
+    let proxy = if bind_proxy {
+        vec![bind_any().await]
+    } else {
+        Vec::new()
+    };
     let admin = bind_any().await;
-    let (proxy_addr, admin_addr) = (local(&proxy), local(&admin));
+    let proxy_addr = proxy
+        .first()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), local);
+    let admin_addr = local(&admin);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(node.serve(vec![proxy], admin, async move {
+    let task = tokio::spawn(node.serve(proxy, admin, async move {
         let _ = stop_rx.await;
     }));
     Node {

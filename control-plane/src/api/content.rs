@@ -1,0 +1,77 @@
+//! Content endpoints: the source list and cache commands fanned out to the
+//! data planes, answered with each node's confirmation.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Serialize;
+use switchyard_shared::proto;
+
+use super::{ApiError, AppState};
+use crate::error::ServiceError;
+use crate::service::{CacheStatsReport, CommandOutcome, SourceView};
+
+#[derive(Debug, Serialize)]
+pub struct SourcesView {
+    pub version: u64,
+    pub sources: Vec<SourceView>,
+}
+
+/// `GET /api/content/sources`.
+pub async fn sources(State(state): State<AppState>) -> Json<SourcesView> {
+    Json(SourcesView {
+        version: state.service.current().version,
+        sources: state.service.content_sources(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct CacheClearView {
+    /// The source cleared; absent: every source.
+    pub source: Option<String>,
+    /// Nodes connected when the command was sent.
+    pub nodes_total: usize,
+    pub nodes_confirmed: usize,
+    pub nodes: Vec<CommandOutcome>,
+}
+
+async fn clear(state: &AppState, source: Option<String>) -> CacheClearView {
+    let kind = proto::command::Kind::ClearCache(proto::ClearCache {
+        source: source.clone().unwrap_or_default(),
+    });
+    let timeout = state.service.settings().command_timeout;
+    let nodes = state.service.send_command(kind, timeout).await;
+    CacheClearView {
+        source,
+        nodes_total: nodes.len(),
+        nodes_confirmed: nodes.iter().filter(|n| n.confirmed && n.ok).count(),
+        nodes,
+    }
+}
+
+/// `POST /api/content/cache/clear`: every source on every node.
+pub async fn clear_all(State(state): State<AppState>) -> Json<CacheClearView> {
+    Json(clear(&state, None).await)
+}
+
+/// `DELETE /api/content/cache/{source}`: 404 for a source not in the config.
+pub async fn clear_source(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+) -> Result<Json<CacheClearView>, ApiError> {
+    let known = state
+        .service
+        .current()
+        .config
+        .content_sources
+        .iter()
+        .any(|s| s.name == source);
+    if !known {
+        return Err(ServiceError::not_found(format!("no content source named `{source}`")).into());
+    }
+    Ok(Json(clear(&state, Some(source)).await))
+}
+
+/// `GET /api/content/cache/stats`: as reported by the nodes.
+pub async fn cache_stats(State(state): State<AppState>) -> Json<CacheStatsReport> {
+    Json(state.service.cache_stats())
+}

@@ -1,0 +1,92 @@
+//! Unit tests of the telemetry settings and per-request recording.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+
+use super::request::split_host_port;
+use super::*;
+use crate::metrics::RuleMetrics;
+use crate::proxy::body::ProxyBody;
+
+fn settings(vars: &[(&str, &str)]) -> OtlpSettings {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    OtlpSettings::from_lookup(|k| map.get(k).cloned())
+}
+
+#[test]
+fn export_is_off_without_an_endpoint_and_follows_the_standard_switches() {
+    assert!(!settings(&[]).enabled());
+    let on = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")]);
+    assert!(on.traces && on.metrics);
+    let off = settings(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ]);
+    assert!(!off.enabled());
+    let traces_only = settings(&[
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:4317"),
+        ("OTEL_METRICS_EXPORTER", "none"),
+    ]);
+    assert!(traces_only.traces && !traces_only.metrics);
+    let no_traces = settings(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "250"),
+    ]);
+    assert!(!no_traces.traces && no_traces.metrics);
+    assert_eq!(
+        no_traces.metric_interval,
+        Some(std::time::Duration::from_millis(250))
+    );
+}
+
+#[test]
+fn host_and_port_split_like_the_semantic_conventions_want() {
+    assert_eq!(split_host_port("example.com:8080"), ("example.com", Some(8080)));
+    assert_eq!(split_host_port("example.com"), ("example.com", None));
+    assert_eq!(split_host_port("[::1]:80"), ("::1", Some(80)));
+    assert_eq!(split_host_port("::1"), ("::1", None));
+}
+
+#[test]
+fn a_finished_request_counts_status_latency_and_bytes() {
+    let rule = RuleMetrics::default();
+    let req = Request::builder()
+        .header("content-length", "12")
+        .body(ProxyBody::Full(None))
+        .unwrap_or_default();
+    assert_eq!(request_bytes(&req), 12);
+    let mut response = Response::new(ProxyBody::full(Bytes::from_static(b"hello")));
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    finish_request(&rule, Instant::now(), 12, &response, None);
+    assert_eq!(rule.requests.load(Relaxed), 1);
+    assert_eq!(rule.errors.load(Relaxed), 1);
+    assert_eq!(rule.bytes_in.load(Relaxed), 12);
+    assert_eq!(rule.bytes_out.load(Relaxed), 5);
+    assert_eq!(rule.latency.snapshot().count, 1);
+}
+
+#[test]
+fn without_export_no_span_is_started_and_headers_stay_untouched() {
+    // No OTEL_* variables in unit tests: the tracer is never installed.
+    let mut req = Request::builder()
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .body(())
+        .unwrap_or_default();
+    let span = RequestSpan::start(&mut req, "r", &HeaderValue::from_static("127.0.0.1"));
+    assert!(span.is_none());
+    assert_eq!(
+        req.headers().get("traceparent").and_then(|v| v.to_str().ok()),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
+}
