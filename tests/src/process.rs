@@ -148,21 +148,23 @@ pub fn run_to_exit(bin: &str, args: &[String]) -> (ExitStatus, String) {
 }
 
 /// Path of a binary of this crate. Integration tests run from
-/// `target/<profile>/deps/`, and cargo builds this crate's binaries into
-/// `target/<profile>/` before running them.
+/// `target/<profile>/deps/` and this crate's own binaries (the benchmark)
+/// from `target/<profile>/`; cargo builds the e2e binaries into
+/// `target/<profile>/` for both.
 pub fn bin_path(name: &str) -> String {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run the suite with `cargo test --workspace`",
-        path.display()
-    );
-    path.display().to_string()
+    let candidates = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .collect::<Vec<_>>();
+    match candidates.iter().find(|p| p.exists()) {
+        Some(p) => p.display().to_string(),
+        None => panic!(
+            "{name} not built (looked at {candidates:?}): run the suite with `cargo test --workspace`"
+        ),
+    }
 }
 
 /// A control plane on ephemeral loopback ports with its own data dir.
