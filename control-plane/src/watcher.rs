@@ -1,12 +1,17 @@
 //! Watches the config file and the content root (notify) and feeds every
-//! settled change through the one change path (`Service::reload_file`).
+//! settled change through the one change path.
 //!
 //! Editors save in several ways: writing in place in several steps,
 //! truncating then writing, or writing a temp file and renaming it over the
 //! original. So the watcher looks at the config file's *directory*, matches
-//! events by path, and waits for a short quiet period before reloading; an
+//! events by path, and waits for a short quiet period before acting; an
 //! invalid intermediate state is rejected by validation (a `config_error`
 //! event) and the next settled write is applied.
+//!
+//! A config-file event applies the file only when its bytes differ from the
+//! last ones seen, so changes made through the API are not overwritten by a
+//! file that did not change. A content event re-checks the *current* config
+//! against the content root: a changed file source makes a new version.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -14,11 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
-use crate::service::Service;
+use crate::service::{ChangeMeta, Service};
 
-/// Quiet time after the last event before a reload.
+/// Quiet time after the last event before acting.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 /// A burst of events never delays a reload longer than this.
 const MAX_DELAY: Duration = Duration::from_secs(2);
@@ -50,6 +56,11 @@ impl WatcherStatus {
         }
     }
 
+    /// Marks the watcher as failed to start.
+    pub fn failed(&self) {
+        self.set(Self::FAILED);
+    }
+
     fn set(&self, v: u8) {
         self.0.store(v, Ordering::Relaxed);
     }
@@ -60,23 +71,32 @@ impl WatcherStatus {
 pub struct WatchPaths {
     pub config: PathBuf,
     pub content_root: PathBuf,
-    /// Paths whose changes are ours (the database), never a reason to reload.
+    /// Paths whose changes are ours (the database), never a reason to act.
     pub ignore: Vec<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Touched {
+    Config,
+    Content,
+}
+
 impl WatchPaths {
-    /// Whether an event on `path` concerns the config or the content.
-    fn relevant(&self, path: &Path) -> bool {
+    /// What an event on `path` concerns, if anything.
+    fn classify(&self, path: &Path) -> Option<Touched> {
+        if self.ignore.iter().any(|i| path.starts_with(i)) {
+            return None;
+        }
         let config_dir = self.config.parent().unwrap_or(Path::new("."));
         let same_file = path.file_name() == self.config.file_name()
-            && path
-                .parent()
-                .map(|p| same_dir(p, config_dir))
-                .unwrap_or(false);
-        if self.ignore.iter().any(|i| path.starts_with(i)) {
-            return false;
+            && path.parent().is_some_and(|p| same_dir(p, config_dir));
+        if same_file {
+            Some(Touched::Config)
+        } else if path.starts_with(&self.content_root) {
+            Some(Touched::Content)
+        } else {
+            None
         }
-        same_file || path.starts_with(&self.content_root)
     }
 }
 
@@ -92,7 +112,13 @@ fn absolute(p: &Path) -> PathBuf {
     })
 }
 
-/// Starts watching; reloads run until `stop` turns true.
+/// sha256 of the config file's bytes, `None` when it cannot be read.
+async fn file_digest(path: &Path) -> Option<[u8; 32]> {
+    let bytes = tokio::fs::read(path).await.ok()?;
+    Some(Sha256::digest(&bytes).into())
+}
+
+/// Starts watching; acts on changes until `stop` turns true.
 pub fn spawn(
     service: Service,
     paths: WatchPaths,
@@ -104,18 +130,17 @@ pub fn spawn(
         content_root: absolute(&paths.content_root),
         ignore: paths.ignore.iter().map(|p| absolute(p)).collect(),
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Touched>();
     let filter = paths.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         match res {
-            Ok(event) => {
-                let interesting = !matches!(event.kind, EventKind::Access(_))
-                    && event.paths.iter().any(|p| filter.relevant(p));
-                if interesting {
+            Ok(event) if !matches!(event.kind, EventKind::Access(_)) => {
+                for touched in event.paths.iter().filter_map(|p| filter.classify(p)) {
                     // The receiver only goes away at shutdown.
-                    let _ = tx.send(());
+                    let _ = tx.send(touched);
                 }
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "file watcher error"),
         }
     })
@@ -123,11 +148,8 @@ pub fn spawn(
         path: paths.config.clone(),
         source,
     })?;
-    let config_dir = paths
-        .config
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .to_path_buf();
+
+    let config_dir = paths.config.parent().unwrap_or(Path::new("/")).to_path_buf();
     let content_covers_config = paths.config.starts_with(&paths.content_root);
     if !content_covers_config {
         watcher
@@ -149,46 +171,87 @@ pub fn spawn(
         tracing::warn!(path = %paths.content_root.display(), error = %source, "content root not watched");
     }
     status.set(WatcherStatus::RUNNING);
-    tracing::info!(config = %paths.config.display(), content_root = %paths.content_root.display(), "watching for changes");
+    tracing::info!(
+        config = %paths.config.display(),
+        content_root = %paths.content_root.display(),
+        "watching for changes"
+    );
 
     Ok(tokio::spawn(async move {
         // Keep the watcher alive as long as the loop runs.
         let _watcher = watcher;
+        // The file as `prepare` applied (or kept) it.
+        let mut last_digest = file_digest(&paths.config).await;
         loop {
-            tokio::select! {
+            let first = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
-                got = rx.recv() => if got.is_none() { break },
-            }
-            settle(&mut rx).await;
-            match service.reload_file("file").await {
-                Ok(outcome) if outcome.changed => {
-                    tracing::info!(version = outcome.version, "config file change applied")
-                }
+                got = rx.recv() => match got { Some(t) => t, None => break },
+            };
+            let config_touched = settle(&mut rx, first).await;
+            let digest = if config_touched {
+                file_digest(&paths.config).await
+            } else {
+                last_digest
+            };
+            let result = if digest != last_digest {
+                last_digest = digest;
+                service.reload_file("file").await
+            } else {
+                // Same file bytes: only content may have changed.
+                service
+                    .apply(ChangeMeta::new("file", "content_refresh"), |current| {
+                        Ok(current.clone())
+                    })
+                    .await
+            };
+            match result {
+                Ok(outcome) if outcome.changed => tracing::info!(
+                    version = outcome.version,
+                    summary = %outcome.summary,
+                    "file change applied"
+                ),
                 Ok(_) => tracing::debug!("file event without a config change"),
                 // reload_file already logged it and emitted `config_error`.
-                Err(e) => tracing::debug!(error = %e, "config file change rejected"),
+                Err(e) => tracing::debug!(error = %e, "file change rejected"),
             }
         }
         status.set(WatcherStatus::OFF);
     }))
 }
 
-/// Waits until no event has arrived for `DEBOUNCE` (at most `MAX_DELAY`).
-async fn settle(rx: &mut mpsc::UnboundedReceiver<()>) {
+/// Waits until no event has arrived for `DEBOUNCE` (at most `MAX_DELAY`);
+/// says whether the config file itself was among the events.
+async fn settle(rx: &mut mpsc::UnboundedReceiver<Touched>, first: Touched) -> bool {
+    let mut config_touched = first == Touched::Config;
     let deadline = tokio::time::Instant::now() + MAX_DELAY;
     loop {
-        let quiet = tokio::time::sleep(DEBOUNCE);
         tokio::select! {
-            _ = quiet => return,
-            _ = tokio::time::sleep_until(deadline) => return,
-            got = rx.recv() => if got.is_none() { return },
+            _ = tokio::time::sleep(DEBOUNCE) => return config_touched,
+            _ = tokio::time::sleep_until(deadline) => return config_touched,
+            got = rx.recv() => match got {
+                Some(t) => config_touched |= t == Touched::Config,
+                None => return config_touched,
+            },
         }
     }
 }
 
-impl WatcherStatus {
-    /// Marks the watcher as failed to start (for `/api/health`).
-    pub fn failed(&self) {
-        self.set(Self::FAILED);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_config_content_and_ignored_paths() {
+        let paths = WatchPaths {
+            config: PathBuf::from("/etc/sy/switchyard.yaml"),
+            content_root: PathBuf::from("/etc/sy"),
+            ignore: vec![PathBuf::from("/etc/sy/data")],
+        };
+        let c = |p: &str| paths.classify(Path::new(p));
+        assert_eq!(c("/etc/sy/switchyard.yaml"), Some(Touched::Config));
+        assert_eq!(c("/etc/sy/pages/a.html"), Some(Touched::Content));
+        assert_eq!(c("/etc/sy/switchyard.yaml.tmp~"), Some(Touched::Content));
+        assert_eq!(c("/etc/sy/data/db"), None);
+        assert_eq!(c("/var/other"), None);
     }
 }
