@@ -1,21 +1,24 @@
 # Turns the harness's raw results into the markdown report.
 # Inputs (in this order): results.tsv, memory.tsv, notes.tsv.
-#   results: scenario contestant round rps p50_us p99_us errors requests cpu_us_per_req
+#   results: scenario contestant round rps p50_us p99_us errors requests cpu_us_per_req other_pct
 #            or: scenario contestant round FAILED|UNSUPPORTED reason
 #   memory:  contestant label rss_kib
 #   notes:   scenario note
-# Variables: duration, rounds, smoke.
+# Variables: duration, rounds, smoke, profile.
 
-BEGIN { FS = "\t"; file = 0 }
-FNR == 1 { file++ }
+BEGIN { FS = "\t" }
+# By position, so that an empty input file shifts nothing.
+{ file = (FILENAME == ARGV[1]) ? 1 : (FILENAME == ARGV[2]) ? 2 : 3 }
 
 file == 1 {
   s = $1; w = $2
   if (!(s in seen)) { seen[s] = 1; order[++ns] = s }
   if ($4 == "FAILED" || $4 == "UNSUPPORTED") { status[s, w] = $4; reason[s, w] = $5; next }
-  n[s, w]++
-  rps[s, w] += $4; p50[s, w] += $5; p99[s, w] += $6
-  err[s, w] += $7; req[s, w] += $8; cpu[s, w] += $9
+  k = ++n[s, w]
+  v_rps[s, w, k] = $4; v_p50[s, w, k] = $5; v_p99[s, w, k] = $6; v_cpu[s, w, k] = $9
+  err[s, w] += $7; req[s, w] += $8
+  # Noise of the proxy runs (a backend run is counted once per scenario set).
+  if (w != "backend") noise[++nn] = $10 + 0
   next
 }
 file == 2 {
@@ -26,7 +29,20 @@ file == 2 {
 file == 3 { note[$1] = note[$1] (note[$1] == "" ? "" : "; ") $2; next }
 
 function has(s, w) { return ((s, w) in n) }
-function avg(a, s, w) { return a[s, w] / n[s, w] }
+# The median over the rounds: one run disturbed by other load on the machine
+# moves it less than it would move a mean.
+function median(a, s, w,   i, j, c, t, x) {
+  c = n[s, w]
+  for (i = 1; i <= c; i++) x[i] = a[s, w, i] + 0
+  for (i = 2; i <= c; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
+  return (c % 2) ? x[(c + 1) / 2] : (x[c / 2] + x[c / 2 + 1]) / 2
+}
+function med(a, s, w) {
+  if (a == "rps") return median(v_rps, s, w)
+  if (a == "p50") return median(v_p50, s, w)
+  if (a == "p99") return median(v_p99, s, w)
+  return median(v_cpu, s, w)
+}
 function ms(us) { return sprintf("%.2f ms", us / 1000) }
 function ratio(a, b) { return (b > 0) ? sprintf("%.2fx", a / b) : "" }
 function thousands(x,   s, out) {
@@ -40,8 +56,14 @@ function verdict(ok) { return ok ? "met" : "**missed**" }
 END {
   printf "\nEach proxy runs one worker on core 0 (nginx `worker_processes 1`, Switchyard `--worker-threads 1`);\n"
   printf "the backend and the load generator share core 1. %s s per run, %s round(s) of nginx/Switchyard\n", duration, rounds
-  printf "alternating, the backend alone measured before and after. Figures are means over the rounds.\n"
+  printf "alternating, the backend alone measured before and after. Figures are medians over the runs.\n"
   printf "CPU/req = utime+stime of the contestant's processes over the run / completed requests.\n\n"
+  if (nn > 0) {
+    for (i = 2; i <= nn; i++) { t = noise[i]; for (j = i - 1; j >= 1 && noise[j] > t; j--) noise[j + 1] = noise[j]; noise[j + 1] = t }
+    printf "Noise: during the proxy runs, the proxy core spent a median %d%% (worst run %d%%) of the time on work other than the contestant's\n", noise[int((nn + 1) / 2)], noise[nn]
+    printf "processes (other users of the machine, interrupts, network softirqs not charged to a process).\n\n"
+  }
+  if (profile == "debug") printf "**Debug binaries**: these figures say nothing about performance.\n\n"
   if (smoke == 1) printf "**Smoke run**: 1 s runs, no warm-up; the numbers prove the harness works and mean little.\n\n"
 
   printf "| scenario | contestant | req/s | p50 | p99 | errors | CPU µs/req | req/s vs nginx | CPU vs nginx | p99 vs nginx | req/s vs backend |\n"
@@ -56,13 +78,13 @@ END {
         first = 0; continue
       }
       if (!has(s, w)) continue
-      r = avg(rps, s, w); c = avg(cpu, s, w); q99 = avg(p99, s, w)
+      r = med("rps", s, w); c = med("cpu", s, w); q99 = med("p99", s, w)
       vs_n = vs_nc = vs_np = vs_b = ""
       if (w != "nginx" && w != "backend" && has(s, "nginx")) {
-        vs_n = ratio(r, avg(rps, s, "nginx")); vs_nc = ratio(c, avg(cpu, s, "nginx")); vs_np = ratio(q99, avg(p99, s, "nginx"))
+        vs_n = ratio(r, med("rps", s, "nginx")); vs_nc = ratio(c, med("cpu", s, "nginx")); vs_np = ratio(q99, med("p99", s, "nginx"))
       }
-      if (w != "backend" && has(s, "backend")) vs_b = ratio(r, avg(rps, s, "backend"))
-      printf "| %s | %s | %s | %s | %s | %d | %.2f | %s | %s | %s | %s |\n", label, w, thousands(r), ms(avg(p50, s, w)), ms(q99), err[s, w], c, vs_n, vs_nc, vs_np, vs_b
+      if (w != "backend" && has(s, "backend")) vs_b = ratio(r, med("rps", s, "backend"))
+      printf "| %s | %s | %s | %s | %s | %d | %.2f | %s | %s | %s | %s |\n", label, w, thousands(r), ms(med("p50", s, w)), ms(q99), err[s, w], c, vs_n, vs_nc, vs_np, vs_b
       first = 0
     }
   }
@@ -71,33 +93,38 @@ END {
   for (i = 1; i <= ns; i++) {
     s = order[i]
     best = 0
-    if (has(s, "nginx")) best = avg(rps, s, "nginx")
-    if (has(s, "switchyard") && avg(rps, s, "switchyard") > best) best = avg(rps, s, "switchyard")
+    if (has(s, "nginx")) best = med("rps", s, "nginx")
+    if (has(s, "switchyard") && med("rps", s, "switchyard") > best) best = med("rps", s, "switchyard")
     line = ""
     if (has(s, "backend") && best > 0) {
-      b = avg(rps, s, "backend")
+      b = med("rps", s, "backend")
       if (b < 2 * best)
         line = sprintf("client is the ceiling (backend alone %s req/s < 2 x %s): rank on CPU/request", thousands(b), thousands(best))
       else
         line = sprintf("proxy-bound (backend alone %s req/s >= 2 x %s): rank on req/s", thousands(b), thousands(best))
     }
     if (has(s, "nginx") && has(s, "switchyard"))
-      line = line sprintf("; Switchyard %.2f vs nginx %.2f µs CPU/req (%s), %s req/s (%s)", avg(cpu, s, "switchyard"), avg(cpu, s, "nginx"), ratio(avg(cpu, s, "switchyard"), avg(cpu, s, "nginx")), thousands(avg(rps, s, "switchyard")), ratio(avg(rps, s, "switchyard"), avg(rps, s, "nginx")))
+      line = line sprintf("; Switchyard %.2f vs nginx %.2f µs CPU/req (%s), %s req/s (%s)", med("cpu", s, "switchyard"), med("cpu", s, "nginx"), ratio(med("cpu", s, "switchyard"), med("cpu", s, "nginx")), thousands(med("rps", s, "switchyard")), ratio(med("rps", s, "switchyard"), med("rps", s, "nginx")))
     if (s in note) line = line "; " note[s]
     if (line != "") printf "- `%s`: %s\n", s, line
   }
 
   if (has("rules-10", "nginx") || has("rules-10", "switchyard")) {
-    printf "\nRouting scale (req/s against the 10-rule config, same run):\n\n| rules | switchyard req/s | vs 10 rules | nginx req/s | vs 10 rules |\n|---:|---:|---:|---:|---:|\n"
+    printf "\nRouting scale (against the 10-rule config; the rule counts alternate within one run):\n\n"
+    printf "| rules | switchyard req/s | vs 10 rules | CPU µs/req | vs 10 rules | nginx req/s | vs 10 rules | CPU µs/req | vs 10 rules |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     split("10 1000 10000", rules, " ")
     for (k = 1; k <= 3; k++) {
       s = "rules-" rules[k]
       if (!has(s, "switchyard") && !has(s, "nginx")) continue
-      sy = has(s, "switchyard") ? avg(rps, s, "switchyard") : 0
-      ng = has(s, "nginx") ? avg(rps, s, "nginx") : 0
-      sy0 = has("rules-10", "switchyard") ? avg(rps, "rules-10", "switchyard") : 0
-      ng0 = has("rules-10", "nginx") ? avg(rps, "rules-10", "nginx") : 0
-      printf "| %s | %s | %s | %s | %s |\n", thousands(rules[k]), thousands(sy), ratio(sy, sy0), thousands(ng), ratio(ng, ng0)
+      sy = has(s, "switchyard") ? med("rps", s, "switchyard") : 0
+      ng = has(s, "nginx") ? med("rps", s, "nginx") : 0
+      syc = has(s, "switchyard") ? med("cpu", s, "switchyard") : 0
+      ngc = has(s, "nginx") ? med("cpu", s, "nginx") : 0
+      sy0 = has("rules-10", "switchyard") ? med("rps", "rules-10", "switchyard") : 0
+      ng0 = has("rules-10", "nginx") ? med("rps", "rules-10", "nginx") : 0
+      syc0 = has("rules-10", "switchyard") ? med("cpu", "rules-10", "switchyard") : 0
+      ngc0 = has("rules-10", "nginx") ? med("cpu", "rules-10", "nginx") : 0
+      printf "| %s | %s | %s | %.2f | %s | %s | %s | %.2f | %s |\n", thousands(rules[k]), thousands(sy), ratio(sy, sy0), syc, ratio(syc, syc0), thousands(ng), ratio(ng, ng0), ngc, ratio(ngc, ngc0)
     }
   }
 
@@ -115,8 +142,8 @@ END {
     s = order[i]
     if (!has(s, "switchyard") || !has(s, "nginx")) continue
     if (s ~ /^(get-1k|get-16k|replace|rewrite)/) {
-      r = avg(rps, s, "switchyard") / avg(rps, s, "nginx")
-      c = avg(cpu, s, "switchyard") / avg(cpu, s, "nginx")
+      r = med("rps", s, "switchyard") / med("rps", s, "nginx")
+      c = med("cpu", s, "switchyard") / med("cpu", s, "nginx")
       printf "- `%s`: throughput %.2fx nginx (>= 1.0: %s), CPU/req %.2fx (<= 1.0: %s)\n", s, r, verdict(r >= 1.0), c, verdict(c <= 1.0)
     }
   }
@@ -128,15 +155,15 @@ END {
   errs = 0
   for (i = 1; i <= ns; i++) {
     s = order[i]
-    if (has(s, "switchyard")) errs += err[s, "switchyard"]
-    if (!has(s, "switchyard") || !has(s, "nginx") || avg(p99, s, "nginx") <= 0) continue
-    q = avg(p99, s, "switchyard") / avg(p99, s, "nginx")
+    if (has(s, "switchyard")) { errs += err[s, "switchyard"]; sy_seen = 1 }
+    if (!has(s, "switchyard") || !has(s, "nginx") || med("p99", s, "nginx") <= 0) continue
+    q = med("p99", s, "switchyard") / med("p99", s, "nginx")
     if (q > worst) { worst = q; worst_s = s }
   }
   if (worst_s != "") printf "- p99 latency <= 1.2x nginx's: worst %.2fx (`%s`): %s\n", worst, worst_s, verdict(worst <= 1.2)
-  printf "- zero errors (Switchyard, all scenarios): %d: %s\n", errs, verdict(errs == 0)
+  if (sy_seen) printf "- zero errors (Switchyard, all scenarios): %d: %s\n", errs, verdict(errs == 0)
   if (has("rules-10", "switchyard") && has("rules-10000", "switchyard")) {
-    r = avg(rps, "rules-10000", "switchyard") / avg(rps, "rules-10", "switchyard")
+    r = med("rps", "rules-10000", "switchyard") / med("rps", "rules-10", "switchyard")
     printf "- 10,000 rules cost <= 10%% throughput vs 10 rules: %.2fx: %s\n", r, verdict(r >= 0.9)
   }
   if (("switchyard", "idle, 10 rules") in mem)

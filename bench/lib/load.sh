@@ -12,7 +12,7 @@ run_wrk() {
   local url=$1 conns=$2 secs=$3 close=$4 out line
   local -a extra=()
   [ "$close" = 1 ] && extra=(-H 'Connection: close')
-  out=$(timeout --kill-after=5 $((secs + 20)) taskset -c "$LOAD_CPU" \
+  out=$(timeout --kill-after=5 $((secs + 20)) nice -n "$BENCH_NICE" taskset -c "$LOAD_CPU" \
     wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s --latency -s "$LIB_DIR/wrk-report.lua" \
     "${extra[@]}" "$url" 2>&1) || { warn "wrk failed: $out"; return 1; }
   line=$(grep '^RESULT ' <<<"$out") || { warn "wrk printed no result: $out"; return 1; }
@@ -29,7 +29,7 @@ run_wrk() {
 run_h2load() {
   local url=$1 conns=$2 streams=$3 secs=$4 out logf
   logf=$(mktemp "$WORK/h2load.XXXXXX")
-  out=$(timeout --kill-after=5 $((secs + 20)) taskset -c "$LOAD_CPU" \
+  out=$(timeout --kill-after=5 $((secs + 20)) nice -n "$BENCH_NICE" taskset -c "$LOAD_CPU" \
     h2load -t1 -c"$conns" -m"$streams" -D "$secs" --log-file="$logf" "$url" 2>&1) ||
     { warn "h2load failed: $out"; rm -f "$logf"; return 1; }
   eval "$(awk '

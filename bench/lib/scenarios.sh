@@ -3,6 +3,7 @@
 # connections, request path, description. Paths end in the backend body's
 # name (1k, 16k, 256k, page.html), which is also how a response is checked.
 
+# shellcheck disable=SC2034 # used by measure.sh
 H2_STREAMS=10 # concurrent streams per h2c connection
 
 SCENARIOS=$(cat <<'EOF2'

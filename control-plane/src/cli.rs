@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::options::{Cli, LogFormat, Options};
 use crate::server::ControlPlane;
@@ -27,9 +29,14 @@ pub fn init_tracing(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // try_init: an embedding binary may have installed a subscriber already.
+    // The OpenTelemetry layer is `None` (a no-op) unless OTLP is configured.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.finish().with(crate::telemetry::layer()).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .finish()
+            .with(crate::telemetry::layer())
+            .try_init(),
     };
 }
 

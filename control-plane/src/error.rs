@@ -5,7 +5,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 /// One problem in a rejected configuration, with its path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     pub path: String,
     pub message: String,

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use futures::Stream;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -83,6 +84,48 @@ impl EventBus {
         }
     }
 
+    /// A stream of events: the retained ones after `after_seq` first, then
+    /// live ones; only `types` (all when empty). A subscriber too slow to
+    /// keep up gets `Err(last_seq_delivered)` once, then the stream ends, so
+    /// it can resume from there instead of silently missing events.
+    pub fn follow(
+        &self,
+        after_seq: Option<u64>,
+        types: Vec<String>,
+    ) -> impl Stream<Item = Result<Event, u64>> + Send + 'static {
+        let sub = self.subscribe(after_seq);
+        let last = after_seq.unwrap_or(0);
+        let state = (VecDeque::from(sub.backlog), sub.live, types, last, false);
+        futures::stream::unfold(
+            state,
+            |(mut backlog, mut live, types, mut last, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let event = match backlog.pop_front() {
+                        Some(e) => e,
+                        None => match live.recv().await {
+                            Ok(e) => e,
+                            Err(broadcast::error::RecvError::Lagged(_)) => {
+                                return Some((Err(last), (backlog, live, types, last, true)));
+                            }
+                            Err(broadcast::error::RecvError::Closed) => return None,
+                        },
+                    };
+                    // The live channel may repeat what the backlog delivered.
+                    if event.seq <= last {
+                        continue;
+                    }
+                    last = event.seq;
+                    if types.is_empty() || types.contains(&event.kind) {
+                        return Some((Ok(event), (backlog, live, types, last, false)));
+                    }
+                }
+            },
+        )
+    }
+
     /// The sequence number of the last published event (0 when none).
     pub fn last_seq(&self) -> u64 {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).0 - 1
@@ -106,5 +149,22 @@ mod tests {
         let live = sub.live.try_recv().ok().map(|e| (e.kind, e.seq));
         assert_eq!(live, Some(("y".to_owned(), 6)));
         assert_eq!(bus.last_seq(), 6);
+    }
+
+    #[tokio::test]
+    async fn follow_filters_by_type_and_resumes() {
+        use futures::StreamExt;
+        let bus = EventBus::new();
+        bus.publish("a", serde_json::Value::Null);
+        bus.publish("b", serde_json::Value::Null);
+        let stream = bus.follow(Some(0), vec!["b".into()]);
+        bus.publish("a", serde_json::Value::Null);
+        bus.publish("b", serde_json::Value::Null);
+        let got: Vec<u64> = stream
+            .take(2)
+            .map(|e| e.map(|e| e.seq).unwrap_or(0))
+            .collect()
+            .await;
+        assert_eq!(got, vec![2, 4]);
     }
 }

@@ -1,6 +1,7 @@
 //! The gRPC side of the control plane: the data-plane `ControlPlane` service
 //! (Sync stream, FetchBlob) and the server that hosts it.
 
+mod admin;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -15,6 +16,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+pub use admin::AdminGrpc;
+
 use crate::content::BlobError;
 use crate::service::Service;
 
@@ -24,6 +27,22 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CHUNK_SIZE: usize = 64 * 1024;
 /// Largest message accepted (a config with many thousand rules is large).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The encoded descriptors of `proto/`, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/switchyard_descriptor.bin"));
+
+/// Reflection over the Switchyard services (and the reflection service).
+pub fn reflection_server() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::Error,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+}
 
 /// Implements `switchyard.v1.ControlPlane`.
 #[derive(Clone)]

@@ -17,11 +17,13 @@ pub mod content;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod metrics;
 pub mod nodes;
 pub mod options;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod time_util;
 pub mod watcher;
 

@@ -5,6 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::api::auth::Token;
+use crate::api::limits::RateLimit;
+use crate::api::ApiConfig;
+
 /// Log output format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
@@ -42,6 +46,28 @@ pub struct Options {
     /// Do not watch the config file and the content root for changes.
     #[arg(long)]
     pub no_watch: bool,
+    /// API bearer tokens as `id:scope:secret` (scope `read` or `admin`);
+    /// comma-separated in the environment. None: the API is open and must
+    /// listen on loopback.
+    #[arg(
+        long = "api-token",
+        env = "SWITCHYARD_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_tokens: Vec<Token>,
+    /// Requests per second per client IP on the REST API (0: no limit).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_limit_rps: f64,
+    /// Burst allowed above the rate (default: twice the rate).
+    #[arg(long)]
+    pub rate_limit_burst: Option<f64>,
+    /// Origins allowed to call the API from a browser (CORS off when none).
+    #[arg(long = "cors-origin")]
+    pub cors_origins: Vec<String>,
+    /// Largest request body the API accepts (413 above).
+    #[arg(long, default_value_t = crate::api::MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
 }
 
 impl Default for Options {
@@ -56,11 +82,33 @@ impl Default for Options {
             history_limit: 100,
             command_timeout: Duration::from_secs(5),
             no_watch: false,
+            api_tokens: Vec::new(),
+            rate_limit_rps: 0.0,
+            rate_limit_burst: None,
+            cors_origins: Vec::new(),
+            max_body_bytes: crate::api::MAX_BODY_BYTES,
         }
     }
 }
 
 impl Options {
+    /// The REST middleware settings these options ask for.
+    pub fn api_config(&self) -> ApiConfig {
+        let rate_limit = (self.rate_limit_rps > 0.0).then(|| RateLimit {
+            per_second: self.rate_limit_rps,
+            burst: self
+                .rate_limit_burst
+                .unwrap_or(self.rate_limit_rps * 2.0)
+                .max(1.0),
+        });
+        ApiConfig {
+            tokens: self.api_tokens.clone(),
+            rate_limit,
+            cors_origins: self.cors_origins.clone(),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+
     /// The content root: explicit, or the config file's folder.
     pub fn effective_content_root(&self) -> PathBuf {
         if let Some(root) = &self.content_root {

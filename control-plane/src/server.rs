@@ -15,11 +15,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::content::ContentRoot;
 use crate::error::{ErrorCode, Problem, ServiceError};
-use crate::grpc::ControlPlaneGrpc;
+use crate::grpc::{reflection_server, AdminGrpc, ControlPlaneGrpc};
 use crate::options::Options;
 use crate::service::{check_config, Service, Settings};
 use crate::store::{SledStore, StoreError};
 use crate::watcher::{self, WatchPaths};
+use switchyard_shared::proto::admin_server::AdminServer;
+use switchyard_shared::proto::control_plane_server::ControlPlaneServer;
 
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,8 @@ pub enum StartError {
         path: PathBuf,
         problems: Vec<Problem>,
     },
+    #[error("refusing to serve the REST API on {addr} without API tokens; set SWITCHYARD_API_TOKENS (or --api-token) or listen on loopback")]
+    OpenApiOnNetwork { addr: std::net::SocketAddr },
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -68,7 +72,10 @@ impl StartError {
     pub fn is_config_error(&self) -> bool {
         matches!(
             self,
-            Self::ReadConfig { .. } | Self::Parse { .. } | Self::Invalid { .. }
+            Self::ReadConfig { .. }
+                | Self::Parse { .. }
+                | Self::Invalid { .. }
+                | Self::OpenApiOnNetwork { .. }
         )
     }
 }
@@ -82,6 +89,8 @@ pub enum ServeError {
     Grpc(#[source] tonic::transport::Error),
     #[error("a server task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+    #[error("cannot build gRPC reflection: {0}")]
+    Reflection(#[source] tonic_reflection::server::Error),
 }
 
 /// Entry point of the library.
@@ -92,6 +101,8 @@ pub struct Prepared {
     service: Service,
     /// What to watch for changes; `None` with `--no-watch`.
     watch: Option<WatchPaths>,
+    /// REST middleware settings (auth, rate limit, CORS, body limit).
+    api: crate::api::ApiConfig,
 }
 
 impl ControlPlane {
@@ -100,6 +111,14 @@ impl ControlPlane {
     /// startup semantics. Nothing is written (not even the data directory)
     /// when the config is invalid.
     pub async fn prepare(options: &Options) -> Result<Prepared, StartError> {
+        if options.api_tokens.is_empty() {
+            if !options.api_listen.ip().is_loopback() {
+                return Err(StartError::OpenApiOnNetwork {
+                    addr: options.api_listen,
+                });
+            }
+            tracing::info!("no API tokens configured: the REST API is unauthenticated and listens on loopback only; gRPC admin calls are accepted from loopback only");
+        }
         let path = options.config.clone();
         let text =
             tokio::fs::read_to_string(&path)
@@ -155,7 +174,11 @@ impl ControlPlane {
             content_root: options.effective_content_root(),
             ignore: vec![options.data_dir.clone()],
         });
-        Ok(Prepared { service, watch })
+        Ok(Prepared {
+            service,
+            watch,
+            api: options.api_config(),
+        })
     }
 }
 
@@ -185,12 +208,20 @@ impl Prepared {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let service = self.service;
+        let reflection = reflection_server().map_err(ServeError::Reflection)?;
+        let (health, health_server) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<ControlPlaneServer<ControlPlaneGrpc>>()
+            .await;
+        health.set_serving::<AdminServer<AdminGrpc>>().await;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop_tx = Arc::new(stop_tx);
         let trigger = {
             let stop_tx = stop_tx.clone();
+            let service = service.clone();
             tokio::spawn(async move {
                 shutdown.await;
+                service.begin_shutdown();
                 stop_tx.send_replace(true);
             })
         };
@@ -201,9 +232,19 @@ impl Prepared {
 
         let grpc_server = tonic::transport::Server::builder()
             .add_service(ControlPlaneGrpc::new(service.clone(), stop_rx.clone()).into_server())
+            .add_service(
+                AdminGrpc::new(
+                    service.clone(),
+                    stop_rx.clone(),
+                    crate::api::auth::Auth::new(self.api.tokens.clone()),
+                )
+                .into_server(),
+            )
+            .add_service(health_server)
+            .add_service(reflection)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
-        let app =
-            crate::api::router(service.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = crate::api::router_with(service.clone(), &self.api)
+            .into_make_service_with_connect_info::<SocketAddr>();
         let api_server = axum::serve(api, app).with_graceful_shutdown(stopped(stop_rx.clone()));
 
         service.components().set_grpc(true);
@@ -223,6 +264,12 @@ impl Prepared {
             }
             None => None,
         };
+        let metrics_task = tokio::spawn(crate::metrics::run(
+            service.clone(),
+            crate::metrics::DEFAULT_INTERVAL,
+            stop_rx.clone(),
+        ));
+        crate::telemetry::start_metrics(&service);
         let grpc_task = {
             let stop_tx = stop_tx.clone();
             tokio::spawn(async move {
@@ -242,6 +289,13 @@ impl Prepared {
         };
         let (grpc_result, api_result) = tokio::join!(grpc_task, api_task);
         trigger.abort();
+        service.begin_shutdown();
+        metrics_task.abort();
+        // Flush spans and metrics still buffered (bounded, off the runtime).
+        let _ = tokio::task::spawn_blocking(|| {
+            crate::telemetry::shutdown(std::time::Duration::from_secs(2))
+        })
+        .await;
         if let Some(task) = watcher_task {
             task.abort();
         }

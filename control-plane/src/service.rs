@@ -134,6 +134,11 @@ struct Inner {
     components: Components,
     /// The compiled routing table of the current version, for explain.
     tables: explain::TableCache,
+    /// Flips to true when the servers start draining; long-lived streams
+    /// (WebSocket, event watchers) end on it.
+    stopping: watch::Sender<bool>,
+    /// Fleet metrics: aggregates of the nodes' reports and their history.
+    metrics: crate::metrics::MetricsHub,
     started: Instant,
 }
 
@@ -209,6 +214,8 @@ impl Service {
                 nodes: NodeRegistry::default(),
                 components: Components::default(),
                 tables: explain::TableCache::default(),
+                stopping: watch::channel(false).0,
+                metrics: crate::metrics::MetricsHub::default(),
                 started: Instant::now(),
             }),
         })
@@ -242,8 +249,23 @@ impl Service {
         &self.inner.content
     }
 
+    /// Tells long-lived streams to end (called when serving stops).
+    pub fn begin_shutdown(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Service::begin_shutdown`] was called.
+    pub async fn stopping(&self) {
+        let mut rx = self.inner.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
     fn table_cache(&self) -> &explain::TableCache {
         &self.inner.tables
+    }
+
+    pub fn metrics_hub(&self) -> &crate::metrics::MetricsHub {
+        &self.inner.metrics
     }
 
     pub fn uptime(&self) -> Duration {
@@ -274,6 +296,7 @@ impl Service {
         self.apply_inner(meta, None, edit).await
     }
 
+    #[tracing::instrument(name = "config.change", skip_all, fields(actor = %meta.actor, action = meta.action))]
     async fn apply_inner<F>(
         &self,
         meta: ChangeMeta,
@@ -461,6 +484,7 @@ impl Service {
     }
 
     /// Makes a new version equal to an old one.
+    #[tracing::instrument(name = "config.rollback", skip_all, fields(to_version = version))]
     pub async fn rollback(
         &self,
         version: u64,

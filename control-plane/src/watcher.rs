@@ -149,7 +149,11 @@ pub fn spawn(
         source,
     })?;
 
-    let config_dir = paths.config.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let config_dir = paths
+        .config
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
     let content_covers_config = paths.config.starts_with(&paths.content_root);
     if !content_covers_config {
         watcher

@@ -89,6 +89,7 @@ impl DataPlane {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), DataPlaneError> {
+        crate::telemetry::init(&self.state.node_id, &self.state.metrics);
         let state = self.state.clone();
         let loaded = tokio::task::spawn_blocking(move || sync::load_cached(&state)).await;
         match loaded {
@@ -167,6 +168,7 @@ impl DataPlane {
         if drained.is_err() {
             tasks.abort_all();
         }
+        crate::telemetry::shutdown(Duration::from_secs(2)).await;
         result
     }
 }

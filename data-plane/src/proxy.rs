@@ -38,7 +38,11 @@ impl Proxy {
     }
 
     /// Answers one request; never fails (errors become responses).
-    pub async fn handle(&self, mut req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        client: &ClientInfo,
+    ) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
         // Loaded once: the request finishes on this version even if a new
         // one is swapped in meanwhile.
@@ -77,7 +81,11 @@ impl Proxy {
                 "internal error: rule index out of range\n".to_owned(),
             );
         };
-        let rule_name = snapshot.routes.rules().get(index).map_or("", |r| r.name.as_str());
+        let rule_name = snapshot
+            .routes
+            .rules()
+            .get(index)
+            .map_or("", |r| r.name.as_str());
         let bytes_in = telemetry::request_bytes(&req);
         let span = telemetry::RequestSpan::start(&mut req, rule_name, &client.ip);
         let response = match &rule.action {

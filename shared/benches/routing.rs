@@ -6,11 +6,12 @@
 //! never matches, followed by the rule it does match, so first-match
 //! semantics must rule out every filler.
 
+use std::fmt::Write as _;
+
 use http::{HeaderMap, Method};
-use switchyard_shared::config::{
-    Action, Backend, Config, ContentSource, ForwardAction, ReplaceAction, Rule, RuleMatch, Server,
-};
+use switchyard_shared::parse::parse_yaml;
 use switchyard_shared::routing::{RequestInfo, RouteTable};
+use switchyard_shared::Config;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 
@@ -18,72 +19,57 @@ fn main() {
     divan::main();
 }
 
-fn forward() -> Action {
-    Action::Forward(ForwardAction {
-        backend: "bench".into(),
-        strip_prefix: None,
-    })
-}
-
-fn filler(i: usize) -> Rule {
-    let mut m = RuleMatch::default();
-    if i % 100 == 99 {
-        m.path_regex = Some(format!("^/re{i}/[0-9]+$"));
-    } else {
-        match i % 3 {
-            0 => m.hosts = vec![format!("f{i}.bench.test")],
-            1 => m.path_prefix = Some(format!("/f{i}/")),
-            _ => m.path_exact = Some(format!("/f{i}/exact")),
-        }
-    }
-    Rule {
-        name: format!("filler-{i}"),
-        matcher: m,
-        action: forward(),
-    }
-}
-
-/// `n` rules in all: fillers, one replace rule and the `/bytes/` rule last.
+/// `n` rules in all, written as YAML (like the harness) so new optional
+/// config fields never break the benchmark: fillers, one replace rule and the
+/// `/bytes/` rule last.
 fn config(n: usize) -> Config {
-    let mut rules: Vec<Rule> = (0..n.saturating_sub(2)).map(filler).collect();
-    rules.push(Rule {
-        name: "replace".into(),
-        matcher: RuleMatch {
-            path_exact: Some("/replace/1k".into()),
-            ..RuleMatch::default()
-        },
-        action: Action::Replace(ReplaceAction {
-            source: "inline".into(),
-            status: 200,
-            headers: Default::default(),
-        }),
-    });
-    rules.push(Rule {
-        name: "bytes".into(),
-        matcher: RuleMatch {
-            path_prefix: Some("/bytes/".into()),
-            ..RuleMatch::default()
-        },
-        action: forward(),
-    });
-    Config {
-        backends: vec![Backend {
-            name: "bench".into(),
-            load_balancing: Default::default(),
-            servers: vec![Server {
-                address: "127.0.0.1:9".into(),
-                weight: 1,
-            }],
-            timeouts: Default::default(),
-        }],
-        content_sources: vec![ContentSource {
-            name: "inline".into(),
-            content_type: None,
-            file: None,
-            inline: Some("x".into()),
-        }],
-        rules,
-        ..Config::default()
+    let mut yaml = [
+        "backends:",
+        "  - name: bench",
+        "    servers:",
+        "      - address: 127.0.0.1:9",
+        "content_sources:",
+        "  - name: inline",
+        "    inline: x",
+        "rules:",
+        "",
+    ]
+    .join("\n");
+    for i in 0..n.saturating_sub(2) {
+        let matcher = if i % 100 == 99 {
+            format!("path_regex: \"^/re{i}/[0-9]+$\"")
+        } else {
+            match i % 3 {
+                0 => format!("hosts: [f{i}.bench.test]"),
+                1 => format!("path_prefix: /f{i}/"),
+                _ => format!("path_exact: /f{i}/exact"),
+            }
+        };
+        let _ = write!(
+            yaml,
+            "  - name: filler-{i}\n    match: {{ {matcher} }}\n    action: {{ forward: {{ backend: bench }} }}\n"
+        );
+    }
+    for (name, matcher, action) in [
+        (
+            "replace",
+            "path_exact: /replace/1k",
+            "replace: { source: inline }",
+        ),
+        (
+            "bytes",
+            "path_prefix: /bytes/",
+            "forward: { backend: bench }",
+        ),
+    ] {
+        let _ = write!(
+            yaml,
+            "  - name: {name}\n    match: {{ {matcher} }}\n    action: {{ {action} }}\n"
+        );
+    }
+    match parse_yaml(&yaml) {
+        Ok(config) => config,
+        Err(e) => panic!("benchmark config with {n} rules does not parse: {e}"),
     }
 }
 

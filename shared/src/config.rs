@@ -8,12 +8,28 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod extensions;
+pub mod units;
+
+pub use extensions::*;
+
+/// For `skip_serializing_if`: leave defaults out of printed configs.
+pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 /// The whole configuration. Rules are ordered: the first match wins.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<Listener>,
+    /// Data-plane request limits and timeouts.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limits: Limits,
+    /// Which addresses remote content sources may be fetched from.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub remote_content: RemotePolicy,
     #[serde(default)]
     pub backends: Vec<Backend>,
     #[serde(default)]
@@ -50,9 +66,34 @@ pub struct Backend {
     pub name: String,
     #[serde(default)]
     pub load_balancing: LoadBalancing,
+    /// The key for `consistent_hash` (default: the client IP).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_yaml_ng::with::singleton_map"
+    )]
+    pub hash_on: Option<HashOn>,
     pub servers: Vec<Server>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryPolicy>,
+    /// The Host header sent upstream.
+    #[serde(
+        default,
+        skip_serializing_if = "is_default",
+        with = "serde_yaml_ng::with::singleton_map"
+    )]
+    pub host_header: HostHeader,
+    /// Protocol towards the servers.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub protocol: UpstreamProtocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +122,13 @@ pub struct Timeouts {
     /// How long an unused pooled upstream connection is kept.
     #[serde(default = "Timeouts::default_idle", with = "humantime_serde")]
     pub idle: Duration,
+    /// Each try's limit when retries are on (default: `request`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde"
+    )]
+    pub per_try: Option<Duration>,
 }
 
 impl Timeouts {
@@ -101,12 +149,13 @@ impl Default for Timeouts {
             connect: Self::default_connect(),
             request: Self::default_request(),
             idle: Self::default_idle(),
+            per_try: None,
         }
     }
 }
 
-/// Content a `replace` rule answers with. Exactly one of `file` and
-/// `inline` is set (validation enforces it).
+/// Content a `replace` rule (or a fallback) answers with. Exactly one of
+/// `file`, `inline` and `remote` is set (validation enforces it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContentSource {
@@ -121,6 +170,12 @@ pub struct ContentSource {
     /// The body itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline: Option<String>,
+    /// Fetched by the data planes from a URL, cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteSource>,
+    /// Another source to answer with when this one fails (remote errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// The validated view of a content source's kind.
@@ -128,14 +183,16 @@ pub struct ContentSource {
 pub enum ContentKind<'a> {
     File(&'a str),
     Inline(&'a str),
+    Remote(&'a RemoteSource),
 }
 
 impl ContentSource {
     /// The kind, or `None` when the source sets zero or several kinds.
     pub fn kind(&self) -> Option<ContentKind<'_>> {
-        match (&self.file, &self.inline) {
-            (Some(path), None) => Some(ContentKind::File(path)),
-            (None, Some(body)) => Some(ContentKind::Inline(body)),
+        match (&self.file, &self.inline, &self.remote) {
+            (Some(path), None, None) => Some(ContentKind::File(path)),
+            (None, Some(body), None) => Some(ContentKind::Inline(body)),
+            (None, None, Some(remote)) => Some(ContentKind::Remote(remote)),
             _ => None,
         }
     }
@@ -146,13 +203,20 @@ impl ContentSource {
             return ct.clone();
         }
         match self.kind() {
-            Some(ContentKind::File(path)) => mime_guess::from_path(path)
-                .first()
-                .map(|m| with_utf8_charset(m.essence_str()))
-                .unwrap_or_else(|| "application/octet-stream".to_owned()),
+            Some(ContentKind::File(path)) => guess_from_path(path),
+            Some(ContentKind::Remote(r)) => {
+                guess_from_path(r.url.split(['?', '#']).next().unwrap_or(""))
+            }
             _ => "text/plain; charset=utf-8".to_owned(),
         }
     }
+}
+
+fn guess_from_path(path: &str) -> String {
+    mime_guess::from_path(path)
+        .first()
+        .map(|m| with_utf8_charset(m.essence_str()))
+        .unwrap_or_else(|| "application/octet-stream".to_owned())
 }
 
 fn with_utf8_charset(essence: &str) -> String {
@@ -173,6 +237,18 @@ pub struct Rule {
     /// `{ forward: {...} }` or `{ replace: {...} }`, in YAML as in JSON.
     #[serde(with = "serde_yaml_ng::with::singleton_map")]
     pub action: Action,
+    /// Content served when forwarding fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+    /// Header edits on the request sent upstream.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub request_headers: HeaderEdits,
+    /// Header edits on the response sent to the client.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub response_headers: HeaderEdits,
+    /// Find/replace on proxied response bodies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_body: Option<BodyRewrite>,
 }
 
 /// All present conditions must hold. An empty match matches everything.
@@ -233,6 +309,10 @@ pub struct ForwardAction {
     /// Removed from the start of the path before forwarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strip_prefix: Option<String>,
+    /// Put in front of the (stripped) path; with `strip_prefix` this
+    /// rewrites one prefix into another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,4 +328,65 @@ pub struct ReplaceAction {
 
 fn default_status() -> u16 {
     200
+}
+
+impl Rule {
+    /// A rule with no fallback, edits or rewrites.
+    pub fn new(name: impl Into<String>, matcher: RuleMatch, action: Action) -> Self {
+        Self {
+            name: name.into(),
+            matcher,
+            action,
+            fallback: None,
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
+            rewrite_body: None,
+        }
+    }
+}
+
+impl ContentSource {
+    pub fn inline(name: impl Into<String>, body: impl Into<String>) -> Self {
+        Self {
+            inline: Some(body.into()),
+            ..Self::empty(name.into())
+        }
+    }
+
+    pub fn file(name: impl Into<String>, path: impl Into<String>) -> Self {
+        Self {
+            file: Some(path.into()),
+            ..Self::empty(name.into())
+        }
+    }
+
+    fn empty(name: String) -> Self {
+        Self {
+            name,
+            content_type: None,
+            file: None,
+            inline: None,
+            remote: None,
+            fallback: None,
+        }
+    }
+}
+
+impl Backend {
+    /// A backend with defaults for everything but its servers.
+    pub fn new(name: impl Into<String>, servers: Vec<Server>) -> Self {
+        Self {
+            name: name.into(),
+            load_balancing: LoadBalancing::default(),
+            hash_on: None,
+            servers,
+            timeouts: Timeouts::default(),
+            health_check: None,
+            outlier_detection: None,
+            circuit_breaker: None,
+            retries: None,
+            host_header: HostHeader::default(),
+            protocol: UpstreamProtocol::default(),
+        }
+    }
 }

@@ -127,14 +127,22 @@ pub fn validate(config: &Config) -> Result<(), ValidationErrors> {
                 );
             }
         }
+        extensions::backend(&mut c, &at, b);
     }
 
+    extensions::limits(&mut c, config);
+    let all_sources: HashSet<&str> = config
+        .content_sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     let mut sources = HashSet::new();
     for (i, s) in config.content_sources.iter().enumerate() {
         let at = format!("content_sources[{i}]");
         check_name(&mut c, &at, &s.name, &mut sources, "content source");
         match s.kind() {
-            None => c.add(&at, "set exactly one of `file` and `inline`"),
+            None => c.add(&at, "set exactly one of `file`, `inline` and `remote`"),
+            Some(ContentKind::Remote(_)) => {}
             Some(ContentKind::File(path)) => {
                 if let Err(msg) = check_relative_path(path) {
                     c.add(format!("{at}.file"), msg);
@@ -150,7 +158,9 @@ pub fn validate(config: &Config) -> Result<(), ValidationErrors> {
                 );
             }
         }
+        extensions::source(&mut c, &at, s, &all_sources);
     }
+    extensions::source_cycles(&mut c, config);
 
     let mut rules = HashSet::new();
     for (i, r) in config.rules.iter().enumerate() {
@@ -228,10 +238,13 @@ fn validate_rule<'a>(
                     format!("unknown backend `{}`", f.backend),
                 );
             }
-            if let Some(p) = &f.strip_prefix {
-                if !p.starts_with('/') {
+            for (field, value) in [
+                ("strip_prefix", &f.strip_prefix),
+                ("add_prefix", &f.add_prefix),
+            ] {
+                if value.as_ref().is_some_and(|p| !p.starts_with('/')) {
                     c.add(
-                        format!("{at}.action.forward.strip_prefix"),
+                        format!("{at}.action.forward.{field}"),
                         "must start with `/`",
                     );
                 }
@@ -257,6 +270,7 @@ fn validate_rule<'a>(
             );
         }
     }
+    extensions::rule(c, &at, r, sources);
 }
 
 /// Names appear in URLs (`/api/rules/{name}`) and metric labels, so they
@@ -312,7 +326,7 @@ fn check_headers<'a>(
     }
 }
 
-fn check_host_port(address: &str) -> Result<(), String> {
+pub(crate) fn check_host_port(address: &str) -> Result<(), String> {
     if address.parse::<SocketAddr>().is_ok() {
         return Ok(());
     }
@@ -325,7 +339,7 @@ fn check_host_port(address: &str) -> Result<(), String> {
     check_hostname(host).map_err(|m| format!("`{address}`: {m}"))
 }
 
-fn check_hostname(host: &str) -> Result<(), String> {
+pub(crate) fn check_hostname(host: &str) -> Result<(), String> {
     if host.is_empty() || host.len() > 253 {
         return Err("host name must be 1 to 253 characters".into());
     }
@@ -398,6 +412,9 @@ where
         .map(|(i, t)| (name(t).to_owned(), i))
         .collect()
 }
+
+mod extensions;
+pub use extensions::remote_address_allowed;
 
 #[cfg(test)]
 mod tests;

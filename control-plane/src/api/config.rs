@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_shared::config::{Config, Rule};
 use switchyard_shared::parse::to_yaml;
 
+use super::auth::Actor;
 use super::extract::{change_response, config_body, if_match};
 use super::{ApiError, AppState};
 use crate::error::{ErrorCode, Problem, ServiceError};
@@ -37,6 +38,13 @@ pub struct FormatQuery {
 }
 
 /// `GET /api/config`: the live config (the version is in the ETag).
+#[utoipa::path(get, path = "/api/config", tag = "config",
+    params(("format" = Option<String>, Query, description = "`json` (default) or `yaml`")),
+    responses(
+        (status = 200, description = "The live config", headers(("ETag" = String, description = "The version, quoted")),
+            content((Object = "application/json"), (String = "application/yaml"))),
+        (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn get_config(
     State(state): State<AppState>,
     Query(q): Query<FormatQuery>,
@@ -67,6 +75,8 @@ pub struct RulesView<'a> {
 }
 
 /// `GET /api/rules`: the rules in order (first match wins).
+#[utoipa::path(get, path = "/api/rules", tag = "rules",
+    responses((status = 200, description = "The rules in order (first match wins)", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::openapi::RulesList)))]
 pub async fn list_rules(State(state): State<AppState>) -> Response {
     let snap = state.service.current();
     let headers = version_headers(snap.version, &snap.hash);
@@ -81,8 +91,16 @@ pub async fn list_rules(State(state): State<AppState>) -> Response {
 }
 
 /// `PUT /api/config`: replace the whole config (JSON or YAML body).
+#[utoipa::path(put, path = "/api/config", tag = "config",
+    params(("If-Match" = Option<String>, Header, description = "Expected current version, e.g. \"3\"; stale -> 412")),
+    request_body(description = "The whole config", content((Object = "application/json"), (Object = "application/yaml"))),
+    responses(
+        (status = 200, description = "Applied (or identical: `changed` is false)", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::extract::ChangeView),
+        (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 412, description = "If-Match names a version that is no longer current", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 413, description = "Body over the size limit", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 415, description = "Unsupported Content-Type", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 422, description = "Invalid result; `problems` lists every problem with its path", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn put_config(
     State(state): State<AppState>,
+    actor: Actor,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -91,14 +109,14 @@ pub async fn put_config(
     let outcome = state
         .service
         .apply(
-            ChangeMeta::new(actor(&headers), "put_config").if_version(expected),
+            ChangeMeta::new(actor.0.clone(), "put_config").if_version(expected),
             move |_| Ok(config),
         )
         .await?;
     Ok(change_response(StatusCode::OK, outcome))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ValidationView {
     pub valid: bool,
     pub problems: Vec<Problem>,
@@ -110,6 +128,12 @@ pub struct ValidationView {
 }
 
 /// `POST /api/config/validate`: check a config without applying it.
+#[utoipa::path(post, path = "/api/config/validate", tag = "config",
+    request_body(description = "A config to check", content((Object = "application/json"), (Object = "application/yaml"))),
+    responses(
+        (status = 200, description = "The problems, or OK with the diff it would apply", body = ValidationView),
+        (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 413, description = "Body over the size limit", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 415, description = "Unsupported Content-Type", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn validate_config(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -141,15 +165,20 @@ pub async fn validate_config(
 }
 
 /// `POST /api/config/reload`: force the config file in.
+#[utoipa::path(post, path = "/api/config/reload", tag = "config",
+    responses(
+        (status = 200, description = "The file was applied (or identical)", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::extract::ChangeView),
+        (status = 422, description = "Invalid result; `problems` lists every problem with its path", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn reload_config(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
 ) -> Result<Response, ApiError> {
-    let outcome = state.service.reload_file(&actor(&headers)).await?;
+    let outcome = state.service.reload_file(&actor.0).await?;
     Ok(change_response(StatusCode::OK, outcome))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryItem {
     pub version: u64,
     pub hash: String,
@@ -171,13 +200,15 @@ impl From<&HistoryEntry> for HistoryItem {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryList {
     pub current_version: u64,
     pub entries: Vec<HistoryItem>,
 }
 
 /// `GET /api/config/history`: retained versions, newest first.
+#[utoipa::path(get, path = "/api/config/history", tag = "history",
+    responses((status = 200, description = "Retained versions, newest first", body = HistoryList), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
 pub async fn history(State(state): State<AppState>) -> Result<Json<HistoryList>, ApiError> {
     let entries = state.service.history().await?;
     Ok(Json(HistoryList {
@@ -186,14 +217,18 @@ pub async fn history(State(state): State<AppState>) -> Result<Json<HistoryList>,
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryDetail {
     #[serde(flatten)]
     pub item: HistoryItem,
+    #[schema(value_type = Object)]
     pub config: Config,
 }
 
 /// `GET /api/config/history/{version}`.
+#[utoipa::path(get, path = "/api/config/history/{version}", tag = "history",
+    params(("version" = u64, Path, description = "A retained version")),
+    responses((status = 200, description = "That version and its config", body = HistoryDetail), (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
 pub async fn history_entry(
     State(state): State<AppState>,
     Path(version): Path<u64>,
@@ -206,12 +241,19 @@ pub async fn history_entry(
 }
 
 /// `POST /api/config/rollback/{version}`: a new version equal to an old one.
+#[utoipa::path(post, path = "/api/config/rollback/{version}", tag = "history",
+    params(("version" = u64, Path, description = "The version to return to"), ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. \"3\"; stale -> 412")),
+    responses(
+        (status = 200, description = "A new version equal to the old one", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::extract::ChangeView),
+        (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 412, description = "If-Match names a version that is no longer current", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 422, description = "Invalid result; `problems` lists every problem with its path", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
+    ))]
 pub async fn rollback(
     State(state): State<AppState>,
+    actor: Actor,
     Path(version): Path<u64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let meta = ChangeMeta::new(actor(&headers), "rollback").if_version(if_match(&headers)?);
+    let meta = ChangeMeta::new(actor.0.clone(), "rollback").if_version(if_match(&headers)?);
     let outcome = state.service.rollback(version, meta).await?;
     Ok(change_response(StatusCode::OK, outcome))
 }
@@ -224,7 +266,7 @@ pub struct AuditQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditItem {
     pub id: u64,
     pub timestamp: String,
@@ -235,12 +277,18 @@ pub struct AuditItem {
     pub summary: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditList {
     pub entries: Vec<AuditItem>,
 }
 
 /// `GET /api/audit`: newest first.
+#[utoipa::path(get, path = "/api/audit", tag = "history",
+    params(
+        ("before" = Option<u64>, Query, description = "Only entries with a smaller id"),
+        ("limit" = Option<usize>, Query, description = "At most this many (1..=1000, default 100)"),
+    ),
+    responses((status = 200, description = "Audit entries, newest first", body = AuditList), (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
 pub async fn audit(
     State(state): State<AppState>,
     Query(q): Query<AuditQuery>,
@@ -261,9 +309,4 @@ pub async fn audit(
             })
             .collect(),
     }))
-}
-
-/// Who is asking; the token id once authentication is on.
-pub fn actor(_headers: &HeaderMap) -> String {
-    "api".to_owned()
 }

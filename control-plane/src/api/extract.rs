@@ -46,27 +46,28 @@ pub fn config_body(headers: &HeaderMap, body: &[u8]) -> Result<Config, ApiError>
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    let parsed =
-        match essence.as_str() {
-            "application/json" => parse_json(body),
-            e if e.ends_with("+json") => parse_json(body),
-            "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
-                let text = std::str::from_utf8(body)
-                    .map_err(|_| ServiceError::bad_request("the YAML body is not UTF-8"))?;
-                parse_yaml(text)
-            }
-            other => return Err(ApiError(ServiceError::new(
+    let parsed = match essence.as_str() {
+        "application/json" => parse_json(body),
+        e if e.ends_with("+json") => parse_json(body),
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ServiceError::bad_request("the YAML body is not UTF-8"))?;
+            parse_yaml(text)
+        }
+        other => {
+            return Err(ApiError(ServiceError::new(
                 ErrorCode::UnsupportedMediaType,
                 format!(
                     "unsupported Content-Type `{other}`; use application/json or application/yaml"
                 ),
-            ))),
-        };
+            )))
+        }
+    };
     parsed.map_err(|e| ApiError(ServiceError::bad_request(format!("malformed body: {e}"))))
 }
 
 /// The answer to a change.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChangeView {
     pub version: u64,
     pub hash: String,

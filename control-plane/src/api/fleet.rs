@@ -10,13 +10,13 @@ use crate::nodes::NodeStatus;
 use crate::service::HealthView;
 use crate::time_util::rfc3339_from_unix_ms;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NackView {
     pub version: u64,
     pub error: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub node_id: String,
     pub connected: bool,
@@ -52,12 +52,14 @@ impl NodeView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodesView {
     pub desired_version: u64,
     pub nodes: Vec<NodeView>,
 }
 
+#[utoipa::path(get, path = "/api/nodes", tag = "status",
+    responses((status = 200, description = "The fleet: desired version and every known node", body = NodesView)))]
 pub async fn nodes(State(state): State<AppState>) -> Json<NodesView> {
     let desired = state.service.current().version;
     let nodes = state
@@ -73,6 +75,11 @@ pub async fn nodes(State(state): State<AppState>) -> Json<NodesView> {
     })
 }
 
+#[utoipa::path(get, path = "/api/health", tag = "status",
+    responses(
+        (status = 200, description = "Every required component works", body = crate::service::HealthView),
+        (status = 503, description = "A required component is down", body = crate::service::HealthView),
+    ))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthView>) {
     let view = state.service.health().await;
     let code = if view.status == "ok" {
@@ -84,11 +91,8 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthVi
 }
 
 /// `GET /api/status`.
+#[utoipa::path(get, path = "/api/status", tag = "status",
+    responses((status = 200, description = "Version, uptime, counts and nodes", body = crate::service::StatusView)))]
 pub async fn status(State(state): State<AppState>) -> Json<crate::service::StatusView> {
     Json(state.service.status())
-}
-
-/// `GET /api/metrics`: only what the nodes reported.
-pub async fn metrics(State(state): State<AppState>) -> Json<crate::service::MetricsReportView> {
-    Json(state.service.metrics_report())
 }

@@ -11,7 +11,7 @@ use crate::error::{ErrorCode, Problem, ServiceError};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The body of every error answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProblemDocument {
     #[serde(rename = "type")]
     pub kind: String,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use switchyard_shared::proto;
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
+use tracing::Instrument as _;
 
 use crate::service::{Service, SnapshotData};
 
@@ -34,7 +35,13 @@ pub(super) async fn run(
     let behind = hello.last_applied_version != current.version || hello.hash != current.hash;
     let mut alive = true;
     if current.version > 0 && behind {
-        alive = tx.send(Ok(snapshot_message(&current))).await.is_ok();
+        alive = tx
+            .send(Ok(snapshot_message(&current)))
+            .instrument(
+                tracing::info_span!("rollout.send", node_id = %node_id, version = current.version),
+            )
+            .await
+            .is_ok();
     }
     while alive {
         tokio::select! {
@@ -55,7 +62,11 @@ pub(super) async fn run(
                     break;
                 }
                 let next = snapshots.borrow_and_update().clone();
-                alive = tx.send(Ok(snapshot_message(&next))).await.is_ok();
+                alive = tx
+                    .send(Ok(snapshot_message(&next)))
+                    .instrument(tracing::info_span!("rollout.send", node_id = %node_id, version = next.version))
+                    .await
+                    .is_ok();
             }
             _ = tx.closed() => break,
             _ = stopping(&mut shutdown) => break,

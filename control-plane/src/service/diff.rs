@@ -4,7 +4,7 @@
 use serde::Serialize;
 use switchyard_shared::config::Config;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     Added,
@@ -12,7 +12,7 @@ pub enum Op {
     Changed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Change {
     pub op: Op,
     /// `listener`, `backend`, `content_source` or `rule`.
@@ -20,7 +20,7 @@ pub struct Change {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Diff {
     pub changes: Vec<Change>,
     /// Rules present in both configs now come in a different order (which

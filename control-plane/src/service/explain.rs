@@ -12,7 +12,7 @@ use super::Service;
 use crate::error::ServiceError;
 
 /// A sample request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SampleRequest {
     #[serde(default = "default_method")]
@@ -28,7 +28,7 @@ fn default_method() -> String {
     "GET".to_owned()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Explanation {
     /// The version the answer is about.
     pub version: u64,
@@ -41,6 +41,7 @@ pub struct Explanation {
     pub winning_rule: Option<String>,
     pub winning_position: Option<usize>,
     /// The action that would be taken (none: the data plane answers 404).
+    #[schema(value_type = Option<Object>)]
     pub action: Option<Action>,
 }
 

@@ -13,7 +13,7 @@ use super::Service;
 use crate::nodes::NodeSender;
 
 /// What one node answered to a command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CommandOutcome {
     pub node_id: String,
     /// The node answered before the timeout.
@@ -74,7 +74,10 @@ impl Service {
                 );
                 nodes.nack(node_id, nack.version, nack.error);
             }
-            node_message::Msg::Metrics(report) => nodes.metrics(node_id, report),
+            node_message::Msg::Metrics(report) => {
+                self.metrics_hub().ingest(node_id, &report);
+                nodes.metrics(node_id, report);
+            }
             node_message::Msg::Event(event) => {
                 nodes.touch(node_id);
                 self.publish_node_event(node_id, event);

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::Service;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ComponentView {
     /// `ok`, `down` or `disabled`.
     pub status: &'static str,
@@ -13,7 +13,7 @@ pub struct ComponentView {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodesHealth {
     pub status: &'static str,
     pub connected: usize,
@@ -21,7 +21,7 @@ pub struct NodesHealth {
     pub in_sync: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Components {
     pub storage: ComponentView,
     pub grpc: ComponentView,
@@ -29,12 +29,14 @@ pub struct Components {
     pub nodes: NodesHealth,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthView {
     /// `ok` when every required component works, else `unavailable`.
     pub status: &'static str,
     pub version: u64,
     pub components: Components,
+    /// Fleet traffic, from the same data as `/api/metrics`.
+    pub traffic: crate::metrics::TrafficSummary,
 }
 
 impl Service {
@@ -79,6 +81,7 @@ impl Service {
         HealthView {
             status: if ok { "ok" } else { "unavailable" },
             version: desired,
+            traffic: self.traffic_summary(),
             components: Components {
                 storage,
                 grpc,

@@ -11,14 +11,14 @@ use switchyard_shared::proto;
 use super::Service;
 use crate::time_util::rfc3339_from_unix_ms;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeBrief {
     pub node_id: String,
     pub connected: bool,
     pub acked_version: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub listeners: usize,
     pub backends: usize,
@@ -30,7 +30,7 @@ pub struct Counts {
     pub nodes_in_sync: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatusView {
     pub version: u64,
     pub hash: String,
@@ -39,12 +39,14 @@ pub struct StatusView {
     pub last_event_seq: u64,
     pub counts: Counts,
     pub nodes: Vec<NodeBrief>,
+    /// Fleet traffic, from the same data as `/api/metrics`.
+    pub traffic: crate::metrics::TrafficSummary,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SourceView {
     pub name: String,
-    /// `file` or `inline`.
+    /// `file`, `inline` or `remote`.
     pub kind: &'static str,
     pub content_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,14 +57,14 @@ pub struct SourceView {
     pub size: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeCacheStats {
     pub node_id: String,
     pub reported_at: String,
     pub caches: Vec<CacheStatsView>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct CacheStatsView {
     pub source: String,
     pub entries: u64,
@@ -84,14 +86,14 @@ impl CacheStatsView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CacheStatsReport {
     pub nodes: Vec<NodeCacheStats>,
     /// Per source, summed over the nodes that reported.
     pub totals: Vec<CacheStatsView>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct RuleTotals {
     pub rule: String,
     pub requests: u64,
@@ -102,7 +104,7 @@ pub struct RuleTotals {
     pub status_counts: BTreeMap<u32, u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeMetricsView {
     pub node_id: String,
     pub reported_at: String,
@@ -115,7 +117,7 @@ pub struct NodeMetricsView {
     pub servers: Vec<ServerView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServerView {
     pub backend: String,
     pub server: String,
@@ -126,7 +128,7 @@ pub struct ServerView {
     pub circuit_state: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MetricsReportView {
     /// How many nodes have sent a report; everything below comes from them.
     pub reporting_nodes: usize,
@@ -157,6 +159,7 @@ impl Service {
             uptime_seconds: self.uptime().as_secs(),
             build: env!("CARGO_PKG_VERSION"),
             last_event_seq: self.events().last_seq(),
+            traffic: self.traffic_summary(),
             counts: Counts {
                 listeners: cfg.listeners.len(),
                 backends: cfg.backends.len(),
@@ -193,7 +196,8 @@ impl Service {
                         ("file", Some(f.to_owned()), blob.map_or(0, |b| b.size))
                     }
                     Some(ContentKind::Inline(body)) => ("inline", None, body.len() as u64),
-                    None => ("inline", None, 0),
+                    Some(ContentKind::Remote(_)) => ("remote", None, 0),
+                    None => ("unknown", None, 0),
                 };
                 SourceView {
                     name: s.name.clone(),

@@ -1,24 +1,19 @@
 //! The change path over a real sled store: startup semantics, versioning,
 //! no-op on identical configs, If-Match, CRUD errors, rollback, events.
 
-use switchyard_shared::config::{Action, ForwardAction, Rule, RuleMatch};
+use switchyard_shared::config::Rule;
 
 use super::*;
 use crate::server::{ControlPlane, StartError};
 use crate::test_support::{empty_service, fixture, prepared_service, PAGE, SAMPLE_YAML};
 
 fn rule(name: &str, prefix: &str) -> Rule {
-    Rule {
-        name: name.into(),
-        matcher: RuleMatch {
-            path_prefix: Some(prefix.into()),
-            ..RuleMatch::default()
-        },
-        action: Action::Forward(ForwardAction {
-            backend: "web".into(),
-            strip_prefix: None,
-        }),
-    }
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "match": { "path_prefix": prefix },
+        "action": { "forward": { "backend": "web" } },
+    }))
+    .expect("rule")
 }
 
 fn api(action: &'static str) -> ChangeMeta {

@@ -6,11 +6,10 @@ use switchyard_shared::config::Config;
 use super::*;
 
 fn commit(version: u64, actor: &str, limit: usize) -> Commit {
-    let mut config = Config::default();
-    config.listeners.push(switchyard_shared::config::Listener {
-        name: format!("l{version}"),
-        address: "127.0.0.1:8080".into(),
-    });
+    let config: Config = serde_json::from_value(serde_json::json!({
+        "listeners": [{ "name": format!("l{version}"), "address": "127.0.0.1:8080" }],
+    }))
+    .expect("config");
     Commit {
         current: StoredConfig {
             version,

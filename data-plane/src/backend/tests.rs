@@ -1,19 +1,16 @@
 use super::*;
-use switchyard_shared::config::{LoadBalancing, Server, Timeouts};
 use switchyard_shared::proto::node_event::Kind;
 
 fn backend(addresses: &[&str]) -> Backend {
-    Backend {
-        name: "pool".to_owned(),
-        load_balancing: LoadBalancing::RoundRobin,
-        servers: addresses
-            .iter()
-            .map(|a| Server {
-                address: (*a).to_owned(),
-                weight: 1,
-            })
-            .collect(),
-        timeouts: Timeouts::default(),
+    // Through serde, so fields added to the model take their defaults.
+    let servers: Vec<_> = addresses
+        .iter()
+        .map(|a| serde_json::json!({ "address": a }))
+        .collect();
+    let value = serde_json::json!({ "name": "pool", "servers": servers });
+    match serde_json::from_value(value) {
+        Ok(b) => b,
+        Err(e) => panic!("test backend: {e}"),
     }
 }
 

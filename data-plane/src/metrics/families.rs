@@ -45,7 +45,8 @@ pub fn render(out: &mut String, metrics: &Metrics) {
         }
     }
 
-    let per_rule: [(&str, &str, fn(&super::RuleMetrics) -> u64); 3] = [
+    type Read = fn(&super::RuleMetrics) -> u64;
+    let per_rule: [(&str, &str, Read); 3] = [
         (
             "switchyard_request_errors_total",
             "Requests answered with a 5xx status, by rule.",

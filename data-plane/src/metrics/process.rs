@@ -65,7 +65,10 @@ mod tests {
     fn parses_proc_formats() {
         let stat = "4242 (my (odd) proc) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 4 0 100";
         assert_eq!(parse_cpu(stat), Some(3.0));
-        assert_eq!(parse_rss("Name:\tx\nVmRSS:\t  2048 kB\n"), Some(2 * 1024 * 1024));
+        assert_eq!(
+            parse_rss("Name:\tx\nVmRSS:\t  2048 kB\n"),
+            Some(2 * 1024 * 1024)
+        );
         assert_eq!(parse_rss("Name:\tx\n"), None);
     }
 

@@ -129,6 +129,11 @@ fn replacement(
                 )
             })?
         }
+        Some(ContentKind::Remote(_)) => {
+            return Err(format!(
+                "content source `{source_name}` is remote; this data plane does not fetch remote content yet"
+            ))
+        }
         None => return Err(format!("content source `{source_name}` has no content")),
     };
     let status =

@@ -45,7 +45,6 @@ pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
             latency: Some(m.latency.snapshot().to_proto()),
             // No circuit breakers yet.
             circuit_state: "closed".to_owned(),
-            ..Default::default()
         })
         .collect();
     let process = crate::metrics::process::ProcessStats::read();

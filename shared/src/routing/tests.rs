@@ -4,25 +4,20 @@ use super::*;
 use crate::config::{ContentSource, ReplaceAction, RuleMatch};
 
 fn rule(name: &str, m: RuleMatch) -> Rule {
-    Rule {
-        name: name.into(),
-        matcher: m,
-        action: Action::Replace(ReplaceAction {
+    Rule::new(
+        name,
+        m,
+        Action::Replace(ReplaceAction {
             source: "s".into(),
             status: 200,
             headers: Default::default(),
         }),
-    }
+    )
 }
 
 fn table(rules: Vec<Rule>) -> RouteTable {
     let cfg = Config {
-        content_sources: vec![ContentSource {
-            name: "s".into(),
-            content_type: None,
-            file: None,
-            inline: Some("x".into()),
-        }],
+        content_sources: vec![ContentSource::inline("s", "x")],
         rules,
         ..Config::default()
     };

@@ -95,3 +95,97 @@ fn bad_names_and_listeners() {
     assert!(p[0].starts_with("listeners[0].name"));
     assert!(p[1].starts_with("listeners[0].address"));
 }
+
+#[test]
+fn traffic_blocks_and_extensions_are_checked() {
+    let p = problems(
+        r#"
+limits: { header_read_timeout: 0s, max_header_bytes: 10 }
+remote_content: { allow_loopback: true }
+backends:
+  - name: b
+    load_balancing: round_robin
+    hash_on: { header: x-user }
+    servers: [{ address: "127.0.0.1:1" }]
+    health_check: { path: health, interval: 1s, timeout: 2s, healthy_threshold: 0 }
+    outlier_detection: { consecutive_failures: 0, base_ejection: 10m, max_ejection: 1m }
+    circuit_breaker: { failure_threshold: 0 }
+    retries: { budget_percent: 150, retry_statuses: [42], buffer_body: 64KiB }
+    host_header: { custom: "bad host" }
+content_sources:
+  - { name: r, remote: { url: "ftp://x/y" }, fallback: r }
+  - { name: a, inline: x, fallback: c }
+  - { name: c, inline: y, fallback: a }
+  - { name: ok, remote: { url: "https://example.com/x.html", ttl: 30s, max_size: 1MiB } }
+rules:
+  - name: r
+    action: { forward: { backend: b, add_prefix: v1 } }
+    fallback: { source: ghost, statuses: [700] }
+    request_headers: { set: { "bad header": x }, remove: ["also bad"] }
+    rewrite_body: { replacements: [{ find: "(", replace: x, regex: true }, { find: "", replace: y }] }
+"#,
+    );
+    let want = [
+        "limits.header_read_timeout",
+        "limits.max_header_bytes",
+        "backends[0].hash_on",
+        "backends[0].health_check.path",
+        "backends[0].health_check.timeout",
+        "backends[0].health_check.healthy_threshold",
+        "backends[0].outlier_detection.consecutive_failures",
+        "backends[0].outlier_detection.base_ejection",
+        "backends[0].circuit_breaker.failure_threshold",
+        "backends[0].retries.budget_percent",
+        "backends[0].retries.retry_statuses[0]",
+        "backends[0].host_header",
+        "content_sources[0].remote.url",
+        "content_sources[0].fallback: a source cannot fall back to itself",
+        "content_sources[1].fallback: fallback chain",
+        "content_sources[2].fallback: fallback chain",
+        "rules[0].action.forward.add_prefix",
+        "rules[0].fallback.source",
+        "rules[0].fallback.statuses[0]",
+        "rules[0].request_headers.set.bad header",
+        "rules[0].request_headers.remove[0]",
+        "rules[0].rewrite_body.replacements[0].find: invalid regex",
+        "rules[0].rewrite_body.replacements[1].find",
+    ];
+    for w in want {
+        assert!(
+            p.iter().any(|x| x.starts_with(w)),
+            "missing `{w}` in {p:#?}"
+        );
+    }
+    assert_eq!(p.len(), want.len(), "{p:#?}");
+}
+
+#[test]
+fn remote_address_policy() {
+    use crate::config::RemotePolicy;
+    let deny = RemotePolicy::default();
+    let lo = RemotePolicy {
+        allow_loopback: true,
+        allow_private: false,
+    };
+    let ip = |s: &str| s.parse().expect("ip");
+    assert!(super::remote_address_allowed(ip("93.184.216.34"), &deny));
+    for bad in [
+        "127.0.0.1",
+        "::1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "172.16.5.5",
+        "169.254.1.1",
+        "100.64.0.1",
+        "fd00::1",
+        "fe80::1",
+        "0.0.0.0",
+    ] {
+        assert!(
+            !super::remote_address_allowed(ip(bad), &deny),
+            "{bad} must be refused"
+        );
+    }
+    assert!(super::remote_address_allowed(ip("127.0.0.1"), &lo));
+    assert!(!super::remote_address_allowed(ip("10.0.0.1"), &lo));
+}

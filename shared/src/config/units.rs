@@ -1,0 +1,43 @@
+//! Humane byte sizes in configs: `64KiB`, `10 MiB`, `1GB` or a plain number
+//! of bytes. Printed back as a plain number so every value round-trips.
+
+use serde::{Deserialize, Deserializer, Serializer};
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Raw {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Parses `64KiB`, `10 MiB`, `1.5GB`, `4096`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("`{text}` is not a byte size like 64KiB or 10MiB ({e})"))
+}
+
+pub fn serialize<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(*value)
+}
+
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match Raw::deserialize(d)? {
+        Raw::Bytes(n) => Ok(n),
+        Raw::Text(t) => parse_bytes(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn humane_sizes() {
+        assert_eq!(parse_bytes("64KiB"), Ok(64 * 1024));
+        assert_eq!(parse_bytes("10 MiB"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("lots").is_err());
+    }
+}
