@@ -183,6 +183,8 @@ mkdir -p "$(dirname "$OUT")"
 } >"$WORK/report.md"
 cp "$WORK/report.md" "$OUT"
 cp "$RESULTS" "${OUT%.md}.tsv"
+cp "$MEMORY" "${OUT%.md}.memory.tsv"
+cp "$NOTES" "${OUT%.md}.notes.tsv"
 cat "$WORK/report.md"
 log "done in $(($(date +%s) - START)) s; report in $OUT"
 if [ "$FAILURES" -gt 0 ]; then

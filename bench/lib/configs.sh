@@ -115,6 +115,8 @@ EOF2
 $user
 worker_processes 1;
 worker_rlimit_nofile 65536;
+# Compiled regex locations: nginx at its best on the routing-scale configs.
+pcre_jit on;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events { worker_connections 16384; }

@@ -32,6 +32,7 @@ run_h2load() {
   out=$(timeout --kill-after=5 $((secs + 20)) nice -n "$BENCH_NICE" taskset -c "$LOAD_CPU" \
     h2load -t1 -c"$conns" -m"$streams" -D "$secs" --log-file="$logf" "$url" 2>&1) ||
     { warn "h2load failed: $out"; rm -f "$logf"; return 1; }
+  # h2load's "failed" counts socket errors and non-2xx/3xx answers alike.
   eval "$(awk '
     /^finished in/ { gsub(",", ""); rps = $4 }
     /^requests:/ { gsub(",", ""); done = $6; failed = $10 }

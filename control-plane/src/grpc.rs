@@ -5,6 +5,8 @@ mod admin;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_admin;
 
 use std::pin::Pin;
 use std::time::Duration;

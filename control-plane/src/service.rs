@@ -364,6 +364,7 @@ impl Service {
         let store = self.inner.store.clone();
         run_blocking(move || store.commit(&commit)).await??;
 
+        let updated = updated_sources(&current, &checked);
         let snapshot = build_snapshot(version, checked.hash.clone(), checked.config, checked.blobs);
         self.inner.blobs.replace(snapshot.blobs.values().cloned());
         self.inner.snapshot.send_replace(Arc::new(snapshot));
@@ -383,6 +384,12 @@ impl Service {
                 "summary": summary,
             }),
         );
+        if !updated.is_empty() {
+            self.inner.events.publish(
+                "content_updated",
+                serde_json::json!({ "version": version, "sources": updated }),
+            );
+        }
         tracing::info!(version, actor = %meta.actor, action = meta.action, %summary, "config applied");
         Ok(ChangeOutcome {
             version,
@@ -526,6 +533,34 @@ pub fn check_config(content: &ContentRoot, config: Config) -> Result<Checked, Se
         blobs,
         hash,
     })
+}
+
+/// Content sources that are new or whose definition or file content
+/// changed in this version (for the `content_updated` event).
+fn updated_sources(current: &SnapshotData, checked: &Checked) -> Vec<serde_json::Value> {
+    checked
+        .config
+        .content_sources
+        .iter()
+        .filter(|s| {
+            let old = current
+                .config
+                .content_sources
+                .iter()
+                .find(|o| o.name == s.name);
+            old != Some(*s)
+                || current.blobs.get(&s.name).map(|b| &b.sha256)
+                    != checked.blobs.get(&s.name).map(|b| &b.sha256)
+        })
+        .map(|s| {
+            let blob = checked.blobs.get(&s.name);
+            serde_json::json!({
+                "source": s.name,
+                "sha256": blob.map(|b| b.sha256.clone()),
+                "size": blob.map(|b| b.size),
+            })
+        })
+        .collect()
 }
 
 /// The summary of a change that only touched file content.

@@ -1,32 +1,38 @@
-//! Runtime state of one backend: its servers (with passive health and
-//! in-flight counts), the pooled upstream client and the load balancer.
-//! Kept across snapshots while the backend's definition is unchanged, so
-//! pools, counters and health survive reloads.
+//! Runtime state of one backend: its servers (with active and passive
+//! health, circuit breakers and in-flight counts), the pooled upstream
+//! client, the load balancer and the retry budget. Kept across snapshots
+//! while the backend's definition is unchanged, so pools, counters and
+//! health survive reloads.
 
 pub mod balancer;
+pub mod breaker;
+pub mod health;
 pub mod outlier;
 pub mod retry;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::uri::Authority;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use switchyard_shared::config::Backend;
+use switchyard_shared::config::{Backend, RetryOn, RetryPolicy, UpstreamProtocol};
 
 use crate::events::EventSink;
 use crate::metrics::{Metrics, ServerMetrics};
-use crate::proxy::body::ProxyBody;
+use crate::proxy::upstream_body::UpstreamBody;
 use balancer::{Balancer, Candidate};
+use breaker::{Breaker, BreakerSettings, CircuitState, Transition};
+use health::ActiveHealth;
 use outlier::{now_ms, HealthChange, Outlier, OutlierSettings};
 use retry::RetryBudget;
 
-/// The pooled keep-alive HTTP/1.1 client towards a backend's servers.
-pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
+/// The pooled keep-alive client towards a backend's servers (HTTP/1.1, or
+/// h2c with prior knowledge when the backend says `protocol: http2`).
+pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
 /// One upstream server of a backend.
 #[derive(Debug)]
@@ -39,12 +45,22 @@ pub struct UpstreamServer {
     /// Requests sent and not yet answered (least-requests balancing).
     in_flight: AtomicUsize,
     outlier: Outlier,
+    /// Active health-check verdict.
+    pub(crate) health: ActiveHealth,
+    breaker: Breaker,
+    /// The breaker settings (copied so `Candidate` needs no backend).
+    breaker_settings: Option<BreakerSettings>,
 }
 
 impl UpstreamServer {
-    /// False from an ejection until the first success after it.
+    /// Passes active checks and is not passively ejected.
     pub fn healthy(&self) -> bool {
-        !self.outlier.is_ejected()
+        self.health.healthy() && !self.outlier.is_ejected()
+    }
+
+    /// The breaker's state (`closed` when the backend has none).
+    pub fn circuit_state(&self) -> CircuitState {
+        self.breaker.state()
     }
 
     /// Counts a request as in flight until the guard drops.
@@ -56,6 +72,13 @@ impl UpstreamServer {
 }
 
 impl Candidate for UpstreamServer {
+    fn eligible(&self) -> bool {
+        self.health.healthy()
+            && self
+                .breaker_settings
+                .as_ref()
+                .is_none_or(|s| self.breaker.allows(s, now_ms()))
+    }
     fn available(&self) -> bool {
         self.outlier.available(now_ms())
     }
@@ -64,12 +87,13 @@ impl Candidate for UpstreamServer {
     }
 }
 
-/// How an attempt on a server ended, for passive health.
+/// How an attempt on a server ended, for passive health and breakers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// A response head arrived (any status).
     Answered,
-    /// Connect error, timeout or broken response.
+    /// Connect error, timeout, broken response, or a 5xx the retry policy
+    /// treats as a failure.
     Failed,
 }
 
@@ -81,11 +105,34 @@ pub struct BackendRuntime {
     pub spec: Backend,
     pub servers: Vec<UpstreamServer>,
     pub client: UpstreamClient,
-    /// Funds retries (at most a fixed share of requests).
+    /// Funds retries (at most a configured share of requests).
     pub retry_budget: RetryBudget,
+    /// The retry policy in force (see [`effective_retries`]).
+    pub retries: RetryPolicy,
     balancer: Balancer,
     outlier: OutlierSettings,
     events: EventSink,
+    /// Stops the active health checker with the runtime.
+    checker: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// Without a `retries` block a backend keeps the safe default: one retry
+/// of a connect failure (the request never reached a server).
+pub fn effective_retries(spec: &Backend) -> RetryPolicy {
+    spec.retries.clone().unwrap_or_else(|| RetryPolicy {
+        max_retries: 1,
+        retry_on: vec![RetryOn::ConnectError],
+        ..RetryPolicy::default()
+    })
+}
+
+impl Drop for BackendRuntime {
+    fn drop(&mut self) {
+        let checker = self.checker.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = checker.take() {
+            h.abort();
+        }
+    }
 }
 
 /// A backend definition the data plane cannot use.
@@ -108,11 +155,15 @@ impl Drop for InFlight<'_> {
 }
 
 impl BackendRuntime {
+    /// Builds the runtime; servers also present in `previous` (the same
+    /// backend's runtime in the last snapshot) keep their health verdict.
     pub fn new(
         spec: &Backend,
         metrics: &Metrics,
         events: &EventSink,
+        previous: Option<&BackendRuntime>,
     ) -> Result<Self, BackendError> {
+        let breaker_settings = spec.circuit_breaker.as_ref().map(BreakerSettings::from);
         let servers = spec
             .servers
             .iter()
@@ -122,45 +173,130 @@ impl BackendRuntime {
                     address: s.address.clone(),
                     reason: e.to_string(),
                 })?;
+                let health = ActiveHealth::default();
+                if let Some(old) = previous
+                    .and_then(|p| p.servers.iter().find(|o| o.address == s.address))
+                {
+                    health.inherit(&old.health);
+                }
                 Ok(UpstreamServer {
                     address: s.address.clone(),
                     authority,
                     metrics: metrics.server(&spec.name, &s.address),
                     in_flight: AtomicUsize::new(0),
                     outlier: Outlier::default(),
+                    health,
+                    breaker: Breaker::default(),
+                    breaker_settings,
                 })
             })
             .collect::<Result<Vec<_>, BackendError>>()?;
+        let retries = effective_retries(spec);
+        let outlier = spec
+            .outlier_detection
+            .as_ref()
+            .map_or_else(OutlierSettings::default, |o| OutlierSettings {
+                consecutive_failures: o.consecutive_failures,
+                base_ejection: o.base_ejection,
+                max_ejection: o.max_ejection,
+            });
         Ok(Self {
             spec: spec.clone(),
-            retry_budget: RetryBudget::default(),
+            retry_budget: RetryBudget::new(retries.budget_percent, retries.min_retries_per_second),
+            retries,
             balancer: Balancer::new(spec.load_balancing, &spec.servers),
             servers,
-            client: build_client(spec.timeouts.connect, spec.timeouts.idle),
-            outlier: OutlierSettings::default(),
+            client: build_client(spec),
+            outlier,
             events: events.clone(),
+            checker: Mutex::new(None),
         })
     }
 
-    /// Picks a server with the backend's strategy, skipping ejected ones
-    /// while any other is available. `key` feeds consistent hashing.
-    /// `None` when the backend has no servers.
+    /// Starts active health checks (when configured); they stop when the
+    /// runtime is dropped.
+    pub fn start_health_checks(self: &Arc<Self>) {
+        if let Some(handle) = health::spawn(self) {
+            *self.checker.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        }
+    }
+
+    /// Picks a server with the backend's strategy, never one that fails
+    /// its health checks or whose breaker is open, and skipping ejected
+    /// ones while any other is available. `key` feeds consistent hashing.
+    /// `None` when no server can take the request.
+    #[cfg(test)]
     pub fn pick(&self, key: &[u8]) -> Option<&UpstreamServer> {
         let index = self.balancer.pick(&self.servers, key)?;
         self.servers.get(index)
+    }
+
+    /// Like [`pick`](Self::pick), but never one of `avoid` (servers a
+    /// retry already failed on) unless nothing else is left.
+    pub fn pick_avoiding(&self, key: &[u8], avoid: &[usize]) -> Option<(usize, &UpstreamServer)> {
+        if avoid.is_empty() {
+            let index = self.balancer.pick(&self.servers, key)?;
+            return self.servers.get(index).map(|s| (index, s));
+        }
+        let view: Vec<Avoiding<'_>> = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, server)| Avoiding {
+                server,
+                avoided: avoid.contains(&i),
+            })
+            .collect();
+        let index = self
+            .balancer
+            .pick(&view, key)
+            .or_else(|| self.balancer.pick(&self.servers, key))?;
+        self.servers.get(index).map(|s| (index, s))
+    }
+
+    /// Asks the server's breaker to let a request through; reports a
+    /// transition to half-open. `false` when the breaker refuses.
+    pub fn admit(&self, server: &UpstreamServer) -> bool {
+        let Some(settings) = &server.breaker_settings else {
+            return true;
+        };
+        let (ok, transition) = server.breaker.acquire(settings, now_ms());
+        self.report_circuit(server, transition);
+        ok
+    }
+
+    fn report_circuit(&self, server: &UpstreamServer, transition: Option<Transition>) {
+        if let Some((from, to)) = transition {
+            tracing::warn!(backend = %self.spec.name, server = %server.address, from = from.as_str(), to = to.as_str(), "circuit state changed");
+            self.events
+                .circuit_state(&self.spec.name, &server.address, from.as_str(), to.as_str());
+        }
     }
 
     /// Feeds passive health with an attempt's outcome; health changes
     /// are logged and sent to the control plane as events.
     pub fn record(&self, server: &UpstreamServer, outcome: Outcome) {
         let now = now_ms();
-        let change = match outcome {
-            Outcome::Answered => server.outlier.record_success(&self.outlier, now),
+        let (change, transition) = match outcome {
+            Outcome::Answered => (
+                server.outlier.record_success(&self.outlier, now),
+                server
+                    .breaker_settings
+                    .as_ref()
+                    .and_then(|s| server.breaker.record_success(s)),
+            ),
             Outcome::Failed => {
                 server.metrics.errors.fetch_add(1, Relaxed);
-                server.outlier.record_failure(&self.outlier, now)
+                (
+                    server.outlier.record_failure(&self.outlier, now),
+                    server
+                        .breaker_settings
+                        .as_ref()
+                        .and_then(|s| server.breaker.record_failure(s, now)),
+                )
             }
         };
+        self.report_circuit(server, transition);
         match change {
             Some(HealthChange::Ejected { failures, period }) => {
                 let reason = format!("{failures} consecutive failures; ejected for {period:?}");
@@ -181,21 +317,47 @@ impl BackendRuntime {
         }
     }
 
-    /// How long to wait for the upstream's response head.
-    pub fn request_timeout(&self) -> Duration {
-        self.spec.timeouts.request
+    /// How long one try waits for the upstream's response head:
+    /// `timeouts.per_try`, else `timeouts.request`.
+    pub fn try_timeout(&self) -> Duration {
+        self.spec
+            .timeouts
+            .per_try
+            .unwrap_or(self.spec.timeouts.request)
     }
 }
 
-fn build_client(connect_timeout: Duration, idle: Duration) -> UpstreamClient {
+/// A server seen through a retry's exclusions.
+struct Avoiding<'a> {
+    server: &'a UpstreamServer,
+    avoided: bool,
+}
+
+impl Candidate for Avoiding<'_> {
+    fn eligible(&self) -> bool {
+        !self.avoided && self.server.eligible()
+    }
+    fn available(&self) -> bool {
+        self.server.available()
+    }
+    fn in_flight(&self) -> usize {
+        self.server.in_flight()
+    }
+}
+
+fn build_client(spec: &Backend) -> UpstreamClient {
     let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_connect_timeout(Some(spec.timeouts.connect));
     connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(idle)
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(spec.timeouts.idle)
         .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
+        .timer(TokioTimer::new());
+    if spec.protocol == UpstreamProtocol::Http2 {
+        builder.http2_only(true);
+    }
+    builder.build(connector)
 }
 
 #[cfg(test)]

@@ -29,6 +29,23 @@ impl EventSink {
         }));
     }
 
+    pub fn circuit_state(&self, backend: &str, server: &str, from: &str, to: &str) {
+        self.send(Kind::CircuitStateChanged(proto::CircuitStateChanged {
+            backend: backend.to_owned(),
+            server: server.to_owned(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+        }));
+    }
+
+    /// A remote content source could not be fetched.
+    pub fn content_fetch_failed(&self, source: &str, error: String) {
+        self.send(Kind::ContentFetchFailed(proto::ContentFetchFailed {
+            source: source.to_owned(),
+            error,
+        }));
+    }
+
     fn send(&self, kind: Kind) {
         let event = proto::NodeEvent {
             timestamp_unix_ms: SystemTime::now()

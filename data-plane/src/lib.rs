@@ -11,6 +11,8 @@
 //! - `proxy`, `listener`: request handling (route, forward, replace) and
 //!   the HTTP/1.1 + h2c accept loop.
 //! - `admin`: `/healthz`, `/readyz`, `/metrics`.
+//! - `content`: content sources served by `replace` rules and fallbacks
+//!   (remote fetch and cache, ETag/Range/compression, body rewriting).
 //! - [`cache`]: the cache folder (last good snapshot, content-addressed
 //!   blobs), [`metrics`]: counters and Prometheus rendering.
 
@@ -18,6 +20,7 @@ mod admin;
 mod backend;
 pub mod cache;
 mod cli;
+mod content;
 pub mod error;
 mod events;
 mod listener;

@@ -97,6 +97,8 @@ pub struct RuleMetrics {
     pub bytes_in: AtomicU64,
     /// Response body bytes to clients (declared lengths).
     pub bytes_out: AtomicU64,
+    /// Answers served from the rule's fallback source.
+    pub fallbacks: AtomicU64,
 }
 
 impl RuleMetrics {

@@ -5,6 +5,8 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod rule;
+pub mod upstream_body;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use crate::snapshot::{RuleAction, SnapshotCell};
 use crate::telemetry;
 use body::ProxyBody;
 use error::{text_response, ProxyError};
-use forward::{forward, ClientInfo};
+use forward::{ClientInfo, Route};
 
 /// Shared by every proxy connection.
 #[derive(Debug)]
@@ -88,23 +90,33 @@ impl Proxy {
             .map_or("", |r| r.name.as_str());
         let bytes_in = telemetry::request_bytes(&req);
         let span = telemetry::RequestSpan::start(&mut req, rule_name, &client.ip);
+        if rule.rewrite.is_some() {
+            // Rewriting needs an uncompressed upstream body (see content::rewrite).
+            req.headers_mut().remove(http::header::ACCEPT_ENCODING);
+        }
         let response = match &rule.action {
-            RuleAction::Replace(r) => {
-                let mut response = Response::new(ProxyBody::Full(Some(r.body.clone())));
-                *response.status_mut() = r.status;
-                *response.headers_mut() = r.headers.clone();
-                response
-            }
+            RuleAction::Replace(r) => r.respond(req.method(), req.headers()).await,
             RuleAction::Forward {
                 backend,
                 strip_prefix,
-            } => forward(req, backend, strip_prefix.as_deref(), client, host.as_ref())
-                .await
-                .unwrap_or_else(|e| {
-                    let name = snapshot.routes.rules().get(index).map(|r| r.name.as_str());
-                    tracing::warn!(rule = name.unwrap_or(""), fault = ?e.fault(), retry_safe = e.retry_safe(), error = %crate::error::error_chain(&e), "proxy error");
-                    e.into_response()
-                }),
+                add_prefix,
+            } => {
+                let route = Route {
+                    backend,
+                    strip_prefix: strip_prefix.as_deref(),
+                    add_prefix: add_prefix.as_deref(),
+                    request_headers: &rule.request_headers,
+                };
+                let limits = &snapshot.config.limits;
+                rule::forward_rule(req, rule, route, limits, client, host.as_ref(), rule_name)
+                    .await
+            }
+        };
+        let mut response = response;
+        rule.response_headers.apply(response.headers_mut());
+        let response = match (&rule.rewrite, &rule.action) {
+            (Some(rewrite), RuleAction::Forward { .. }) => rewrite.apply(response),
+            _ => response,
         };
         telemetry::finish_request(&rule.metrics, started, bytes_in, &response, span);
         response

@@ -15,7 +15,9 @@ use switchyard_shared::Config;
 use tokio::sync::watch;
 
 use crate::backend::BackendRuntime;
+use crate::content::ContentSet;
 use crate::metrics::RuleMetrics;
+use crate::proxy::headers::HeaderEdits;
 
 pub use build::{build, SnapshotError, SnapshotInput};
 
@@ -51,6 +53,9 @@ pub struct Snapshot {
     pub(crate) backends: HashMap<String, Arc<BackendRuntime>>,
     /// File blobs by sha256, reused by the next snapshot.
     pub(crate) blobs: HashMap<String, Bytes>,
+    /// Every content source, ready to answer; unchanged sources (and their
+    /// remote caches) are carried over to the next snapshot.
+    pub(crate) content: Arc<ContentSet>,
 }
 
 impl Snapshot {
@@ -73,6 +78,14 @@ impl Snapshot {
 pub(crate) struct RuleRuntime {
     pub action: RuleAction,
     pub metrics: Arc<RuleMetrics>,
+    /// Edits on the request sent upstream (forward only).
+    pub request_headers: HeaderEdits,
+    /// Edits on every response of the rule.
+    pub response_headers: HeaderEdits,
+    /// Served when forwarding fails.
+    pub fallback: Option<FallbackRuntime>,
+    /// Find/replace on proxied response bodies.
+    pub rewrite: Option<Arc<crate::content::rewrite::CompiledRewrite>>,
 }
 
 #[derive(Debug)]
@@ -80,17 +93,43 @@ pub(crate) enum RuleAction {
     Forward {
         backend: Arc<BackendRuntime>,
         strip_prefix: Option<String>,
+        add_prefix: Option<String>,
     },
     Replace(Replacement),
 }
 
-/// A ready-made response; answering clones the header map and the
-/// reference-counted body.
+/// A rule's fallback: the content (served like `replace`) and the
+/// upstream statuses that trigger it besides failures.
+#[derive(Debug)]
+pub(crate) struct FallbackRuntime {
+    pub content: Replacement,
+    pub statuses: Vec<u16>,
+}
+
+/// An answer from a content source: the rule's status and extra headers
+/// (which may override the source's content type) and the snapshot's
+/// prepared content (ETag, 304, Range, HEAD, compression: see `content`).
 #[derive(Debug)]
 pub(crate) struct Replacement {
+    pub source: String,
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub body: Bytes,
+    pub content: Arc<ContentSet>,
+}
+
+impl Replacement {
+    /// The response a `replace` rule (or a fallback) answers with for a
+    /// request with this method and these headers. Async: a remote source
+    /// may need a fetch; a failing source falls back along its chain.
+    pub async fn respond(
+        &self,
+        method: &http::Method,
+        request_headers: &HeaderMap,
+    ) -> http::Response<crate::proxy::body::ProxyBody> {
+        self.content
+            .serve(&self.source, self.status, &self.headers, method, request_headers)
+            .await
+    }
 }
 
 /// The current snapshot, readable without locks.

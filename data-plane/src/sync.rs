@@ -183,20 +183,38 @@ async fn handle(
                 }
             }
         }
-        ControlMsg::Command(command) => Some(NodeMsg::CommandResult(run_command(command))),
+        ControlMsg::Command(command) => {
+            Some(NodeMsg::CommandResult(run_command(state, command)))
+        }
     }
 }
 
-fn run_command(command: proto::Command) -> proto::CommandResult {
+fn run_command(state: &NodeState, command: proto::Command) -> proto::CommandResult {
     match command.kind {
-        // Content lives in the applied snapshot (inline text and verified
-        // file blobs); there is no separate cache to clear yet.
-        Some(proto::command::Kind::ClearCache(_)) => proto::CommandResult {
-            id: command.id,
-            ok: true,
-            error: String::new(),
-            cleared_entries: 0,
-        },
+        // Remote sources hold the only caches (inline and file content is
+        // part of the snapshot); an empty source clears them all.
+        Some(proto::command::Kind::ClearCache(clear)) => {
+            let source = (!clear.source.is_empty()).then_some(clear.source.as_str());
+            let cleared = match state.snapshots.load() {
+                Some(snapshot) => snapshot.content.clear(source),
+                None => Ok(0),
+            };
+            tracing::info!(source = source.unwrap_or("*"), ?cleared, "content cache clear");
+            match cleared {
+                Ok(n) => proto::CommandResult {
+                    id: command.id,
+                    ok: true,
+                    error: String::new(),
+                    cleared_entries: n,
+                },
+                Err(error) => proto::CommandResult {
+                    id: command.id,
+                    ok: false,
+                    error,
+                    cleared_entries: 0,
+                },
+            }
+        }
         None => proto::CommandResult {
             id: command.id,
             ok: false,

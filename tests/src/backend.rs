@@ -1,10 +1,12 @@
 //! Real HTTP backends for the tests: each answers with its own name, the
-//! path it saw and selected request headers, and counts its hits.
+//! path it saw and selected request headers, and counts its hits. Modes
+//! make them misbehave (slow, 503, resetting, dying mid-response,
+//! flapping), switchable at run time with [`Backend::set_mode`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,11 +24,20 @@ pub enum BackendMode {
     Echo,
     /// Waits this long before answering.
     Slow(Duration),
+    /// Answers every request with this status (and the echo body).
+    Status(u16),
+    /// Reads the request, then closes the connection without answering.
+    Reset,
+    /// Sends a response head promising 1000 bytes, 10 of them, and closes.
+    DieMidResponse,
+    /// Alternates 200 and 503, starting with 200.
+    Flapping,
 }
 
 pub struct Backend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicU64>,
+    mode: Arc<Mutex<BackendMode>>,
     task: JoinHandle<()>,
 }
 
@@ -35,24 +46,53 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind backend");
+        Self::serve(listener, name, mode)
+    }
+
+    /// Serves on `addr` (e.g. to bring a killed backend back).
+    pub async fn start_on(addr: SocketAddr, name: &str, mode: BackendMode) -> Backend {
+        let listener = TcpListener::bind(addr).await.expect("bind backend");
+        Self::serve(listener, name, mode)
+    }
+
+    fn serve(listener: TcpListener, name: &str, mode: BackendMode) -> Backend {
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicU64::new(0));
+        let mode = Arc::new(Mutex::new(mode));
         let name: Arc<str> = name.into();
         let counter = hits.clone();
+        let shared_mode = mode.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let name = name.clone();
                 let counter = counter.clone();
+                let mode = shared_mode.clone();
                 tokio::spawn(async move {
+                    let now = *mode.lock().unwrap_or_else(|e| e.into_inner());
+                    if matches!(now, BackendMode::Reset | BackendMode::DieMidResponse) {
+                        misbehave(stream, now, &counter).await;
+                        return;
+                    }
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let name = name.clone();
                         let counter = counter.clone();
+                        let mode = mode.clone();
                         async move {
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            if let BackendMode::Slow(d) = mode {
-                                tokio::time::sleep(d).await;
-                            }
-                            Ok::<_, Infallible>(echo(&name, &req))
+                            let n = counter.fetch_add(1, Ordering::SeqCst);
+                            let now = *mode.lock().unwrap_or_else(|e| e.into_inner());
+                            let status = match now {
+                                BackendMode::Slow(d) => {
+                                    tokio::time::sleep(d).await;
+                                    200
+                                }
+                                BackendMode::Status(s) => s,
+                                BackendMode::Flapping if n % 2 == 1 => 503,
+                                _ => 200,
+                            };
+                            let mut response = echo(&name, &req);
+                            *response.status_mut() =
+                                hyper::StatusCode::from_u16(status).unwrap_or_default();
+                            Ok::<_, Infallible>(response)
                         }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -61,7 +101,17 @@ impl Backend {
                 });
             }
         });
-        Backend { addr, hits, task }
+        Backend {
+            addr,
+            hits,
+            mode,
+            task,
+        }
+    }
+
+    /// Changes how the backend behaves from the next connection or request.
+    pub fn set_mode(&self, mode: BackendMode) {
+        *self.mode.lock().unwrap_or_else(|e| e.into_inner()) = mode;
     }
 
     pub fn hits(&self) -> u64 {
@@ -73,6 +123,27 @@ impl Drop for Backend {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Raw-TCP misbehaviour: read the request head, then reset or die.
+async fn misbehave(mut stream: tokio::net::TcpStream, mode: BackendMode, hits: &AtomicU64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    if let BackendMode::DieMidResponse = mode {
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+            .await;
+        let _ = stream.flush().await;
+    }
+    // Dropping the socket closes it: no (complete) answer.
 }
 
 fn echo(name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -92,6 +163,11 @@ fn echo(name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "x_forwarded_proto": header("x-forwarded-proto"),
         "x_forwarded_host": header("x-forwarded-host"),
         "connection": header("connection"),
+        "headers": req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), serde_json::Value::from(v.to_str().unwrap_or(""))))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
     });
     Response::builder()
         .header("content-type", "application/json")

@@ -31,18 +31,26 @@ fn version_headers(version: u64, hash: &str) -> HeaderMap {
     h
 }
 
+/// How `GET /api/config` renders the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigFormat {
+    Json,
+    Yaml,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct FormatQuery {
     /// `json` (default) or `yaml`.
-    pub format: Option<String>,
+    pub format: Option<ConfigFormat>,
 }
 
 /// `GET /api/config`: the live config (the version is in the ETag).
 #[utoipa::path(get, path = "/api/config", tag = "config",
-    params(("format" = Option<String>, Query, description = "`json` (default) or `yaml`")),
+    params(("format" = Option<ConfigFormat>, Query, nullable = false, description = "`json` (default) or `yaml`")),
     responses(
         (status = 200, description = "The live config", headers(("ETag" = String, description = "The version, quoted")),
-            content((Object = "application/json"), (String = "application/yaml"))),
+            content((Object = "application/json"), (Object = "application/yaml"))),
         (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn get_config(
@@ -51,20 +59,14 @@ pub async fn get_config(
 ) -> Result<Response, ApiError> {
     let snap = state.service.current();
     let headers = version_headers(snap.version, &snap.hash);
-    Ok(match q.format.as_deref() {
-        Some("yaml") => (
+    Ok(match q.format.unwrap_or(ConfigFormat::Json) {
+        ConfigFormat::Yaml => (
             headers,
             [(header::CONTENT_TYPE, "application/yaml")],
             to_yaml(&snap.config),
         )
             .into_response(),
-        None | Some("json") => (headers, Json(&*snap.config)).into_response(),
-        Some(other) => {
-            return Err(ServiceError::bad_request(format!(
-                "unknown format `{other}`; use json or yaml"
-            ))
-            .into())
-        }
+        ConfigFormat::Json => (headers, Json(&*snap.config)).into_response(),
     })
 }
 
@@ -92,7 +94,7 @@ pub async fn list_rules(State(state): State<AppState>) -> Response {
 
 /// `PUT /api/config`: replace the whole config (JSON or YAML body).
 #[utoipa::path(put, path = "/api/config", tag = "config",
-    params(("If-Match" = Option<String>, Header, description = "Expected current version, e.g. \"3\"; stale -> 412")),
+    params(("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "Expected current version, e.g. \"3\"; stale -> 412")),
     request_body(description = "The whole config", content((Object = "application/json"), (Object = "application/yaml"))),
     responses(
         (status = 200, description = "Applied (or identical: `changed` is false)", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::extract::ChangeView),
@@ -227,7 +229,7 @@ pub struct HistoryDetail {
 
 /// `GET /api/config/history/{version}`.
 #[utoipa::path(get, path = "/api/config/history/{version}", tag = "history",
-    params(("version" = u64, Path, description = "A retained version")),
+    params(("version" = u64, Path, maximum = 9223372036854775807_u64, description = "A retained version")),
     responses((status = 200, description = "That version and its config", body = HistoryDetail), (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
 pub async fn history_entry(
     State(state): State<AppState>,
@@ -242,7 +244,7 @@ pub async fn history_entry(
 
 /// `POST /api/config/rollback/{version}`: a new version equal to an old one.
 #[utoipa::path(post, path = "/api/config/rollback/{version}", tag = "history",
-    params(("version" = u64, Path, description = "The version to return to"), ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. \"3\"; stale -> 412")),
+    params(("version" = u64, Path, maximum = 9223372036854775807_u64, description = "The version to return to"), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "Expected current version, e.g. \"3\"; stale -> 412")),
     responses(
         (status = 200, description = "A new version equal to the old one", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::extract::ChangeView),
         (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 412, description = "If-Match names a version that is no longer current", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 422, description = "Invalid result; `problems` lists every problem with its path", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
@@ -285,15 +287,21 @@ pub struct AuditList {
 /// `GET /api/audit`: newest first.
 #[utoipa::path(get, path = "/api/audit", tag = "history",
     params(
-        ("before" = Option<u64>, Query, description = "Only entries with a smaller id"),
-        ("limit" = Option<usize>, Query, description = "At most this many (1..=1000, default 100)"),
+        ("before" = Option<u64>, Query, nullable = false, maximum = 9223372036854775807_u64, description = "Only entries with a smaller id"),
+        ("limit" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 1000, description = "At most this many (default 100)"),
     ),
     responses((status = 200, description = "Audit entries, newest first", body = AuditList), (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
 pub async fn audit(
     State(state): State<AppState>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ServiceError::bad_request("limit must be between 1 and 1000").into());
+    }
+    if q.before.is_some_and(|b| b > i64::MAX as u64) {
+        return Err(ServiceError::bad_request("before is above the maximum").into());
+    }
     let entries = state.service.audit(q.before, limit).await?;
     Ok(Json(AuditList {
         entries: entries

@@ -42,6 +42,15 @@ async fn clear(state: &AppState, source: Option<String>) -> CacheClearView {
     });
     let timeout = state.service.settings().command_timeout;
     let nodes = state.service.send_command(kind, timeout).await;
+    state.service.events().publish(
+        "cache_cleared",
+        serde_json::json!({
+            "source": source,
+            "nodes_total": nodes.len(),
+            "nodes_confirmed": nodes.iter().filter(|n| n.confirmed && n.ok).count(),
+            "cleared_entries": nodes.iter().map(|n| n.cleared_entries).sum::<u64>(),
+        }),
+    );
     CacheClearView {
         source,
         nodes_total: nodes.len(),

@@ -16,11 +16,26 @@ use crate::error::ServiceError;
 use crate::service::{ChangeMeta, Explanation, Named, NamedOp, SampleRequest};
 use switchyard_shared::config::{Backend, ContentSource, Rule};
 
+/// Largest `position` accepted (positions past the end mean "last").
+pub const MAX_POSITION: usize = 1_000_000;
+
 #[derive(Debug, Deserialize)]
 pub struct PositionQuery {
     /// 0-based index the item ends up at (rule order decides which wins);
     /// absent: append (create) or keep the place (update).
     pub position: Option<usize>,
+}
+
+impl PositionQuery {
+    fn checked(&self) -> Result<Option<usize>, ApiError> {
+        match self.position {
+            Some(p) if p > MAX_POSITION => Err(ServiceError::bad_request(format!(
+                "position {p} is above the maximum {MAX_POSITION}"
+            ))
+            .into()),
+            p => Ok(p),
+        }
+    }
 }
 
 fn action_name<T: Named>(verb: &str) -> &'static str {
@@ -78,7 +93,7 @@ pub async fn create<T: Named + DeserializeOwned>(
             meta,
             NamedOp::Create {
                 item,
-                position: q.position,
+                position: q.checked()?,
             },
         )
         .await?;
@@ -103,7 +118,7 @@ pub async fn update<T: Named + DeserializeOwned>(
             NamedOp::Update {
                 name,
                 item,
-                position: q.position,
+                position: q.checked()?,
             },
         )
         .await?;
@@ -148,7 +163,7 @@ macro_rules! named_handlers {
     ($ty:ty, $tag:literal, $list_path:literal, $item_path:literal,
      create: $create:ident, get: $get:ident, update: $update:ident, delete: $delete:ident) => {
         #[utoipa::path(post, path = $list_path, tag = $tag,
-            params(("position" = Option<usize>, Query, description = "0-based index to insert at (default: append)"), ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. \"3\"; stale -> 412")),
+            params(("position" = Option<u32>, Query, nullable = false, maximum = 1000000, description = "0-based index to insert at; past the end appends (default: append)"), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "Expected current version, e.g. \"3\"; stale -> 412")),
             request_body(content = Object, content_type = "application/json"),
             responses(
                 (status = 201, description = "Created", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::extract::ChangeView),
@@ -174,8 +189,8 @@ macro_rules! named_handlers {
         #[utoipa::path(put, path = $item_path, tag = $tag,
             params(
                 ("name" = String, Path, description = "The item's current name"),
-                ("position" = Option<usize>, Query, description = "0-based index to move it to (default: keep)"),
-                ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. \"3\"; stale -> 412"),
+                ("position" = Option<u32>, Query, nullable = false, maximum = 1000000, description = "0-based index to move it to; past the end moves it last (default: keep)"),
+                ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "Expected current version, e.g. \"3\"; stale -> 412"),
             ),
             request_body(content = Object, content_type = "application/json"),
             responses(
@@ -194,9 +209,10 @@ macro_rules! named_handlers {
         }
 
         #[utoipa::path(delete, path = $item_path, tag = $tag,
-            params(("name" = String, Path, description = "The item's name"), ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. \"3\"; stale -> 412")),
+            params(("name" = String, Path, description = "The item's name"), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "Expected current version, e.g. \"3\"; stale -> 412")),
             responses(
                 (status = 200, description = "Deleted", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::extract::ChangeView),
+                (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
                 (status = 404, description = "Not found", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 412, description = "If-Match names a version that is no longer current", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 422, description = "Invalid result; `problems` lists every problem with its path", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
             ))]
         pub async fn $delete(

@@ -67,6 +67,7 @@ pub struct BackendsList {
         content::clear_source,
         content::cache_stats,
     ),
+    components(schemas(config::ConfigFormat)),
     tags(
         (name = "status", description = "Health, status and the fleet"),
         (name = "config", description = "The whole config"),

@@ -17,20 +17,20 @@ use crate::server::ControlPlane;
 use crate::service::{ChangeMeta, NamedOp, Service};
 use crate::test_support::{fixture, PAGE, SAMPLE_YAML};
 
-struct Running {
+pub(super) struct Running {
     _dir: tempfile::TempDir,
-    service: Service,
-    api: SocketAddr,
-    grpc: SocketAddr,
+    pub service: Service,
+    pub api: SocketAddr,
+    pub grpc: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<Result<(), crate::server::ServeError>>,
 }
 
-async fn start() -> Running {
+pub(super) async fn start() -> Running {
     start_with(|_| {}).await
 }
 
-async fn start_with(tweak: impl FnOnce(&mut crate::options::Options)) -> Running {
+pub(super) async fn start_with(tweak: impl FnOnce(&mut crate::options::Options)) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut options = fixture(dir.path(), SAMPLE_YAML);
     tweak(&mut options);
@@ -57,7 +57,7 @@ async fn start_with(tweak: impl FnOnce(&mut crate::options::Options)) -> Running
 }
 
 /// A minimal HTTP/1.1 GET over a real socket; returns the JSON body.
-async fn http_get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+pub(super) async fn http_get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect api");
@@ -74,7 +74,7 @@ async fn http_get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
 }
 
 /// Polls `check` until it holds or a deadline passes.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub(super) async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !check().await {
         assert!(
@@ -85,16 +85,16 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-struct Node {
+pub(super) struct Node {
     tx: mpsc::Sender<proto::NodeMessage>,
     rx: Streaming<proto::ControlMessage>,
 }
 
-fn msg(m: node_message::Msg) -> proto::NodeMessage {
+pub(super) fn msg(m: node_message::Msg) -> proto::NodeMessage {
     proto::NodeMessage { msg: Some(m) }
 }
 
-async fn connect(grpc: SocketAddr, node_id: &str, version: u64, hash: &str) -> Node {
+pub(super) async fn connect(grpc: SocketAddr, node_id: &str, version: u64, hash: &str) -> Node {
     let mut client = ControlPlaneClient::connect(format!("http://{grpc}"))
         .await
         .expect("connect grpc");
@@ -115,7 +115,7 @@ async fn connect(grpc: SocketAddr, node_id: &str, version: u64, hash: &str) -> N
     Node { tx, rx }
 }
 
-async fn next(node: &mut Node) -> control_message::Msg {
+pub(super) async fn next(node: &mut Node) -> control_message::Msg {
     tokio::time::timeout(Duration::from_secs(5), node.rx.message())
         .await
         .expect("a message in time")
@@ -124,7 +124,7 @@ async fn next(node: &mut Node) -> control_message::Msg {
         .expect("a message")
 }
 
-async fn next_snapshot(node: &mut Node) -> proto::Snapshot {
+pub(super) async fn next_snapshot(node: &mut Node) -> proto::Snapshot {
     match next(node).await {
         control_message::Msg::Snapshot(s) => s,
         other => panic!("expected a snapshot, got {other:?}"),
@@ -301,274 +301,4 @@ async fn cache_clear_commands_collect_per_node_confirmations() {
         (outcomes[1].node_id.as_str(), outcomes[1].confirmed),
         ("b", false)
     );
-}
-
-#[tokio::test]
-async fn admin_service_uses_the_same_change_path_and_error_codes() {
-    use futures::StreamExt;
-    use switchyard_shared::proto::admin_client::AdminClient;
-    let cp = start().await;
-    let url = format!("http://{}", cp.grpc);
-    let mut admin = AdminClient::connect(url.clone())
-        .await
-        .expect("admin client");
-
-    let mut events = admin
-        .watch_events(proto::WatchEventsRequest {
-            types: vec!["config_changed".into()],
-            after_seq: 0,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-
-    let current = admin
-        .get_config(proto::GetConfigRequest {})
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(current.version, 1);
-    let config = current.config.expect("config");
-
-    // Identical config: no new version.
-    let same = admin
-        .put_config(proto::PutConfigRequest {
-            config: Some(config.clone()),
-            if_version: 1,
-        })
-        .await
-        .expect("put")
-        .into_inner();
-    assert!(!same.changed);
-
-    let domain: switchyard_shared::config::Config = serde_json::from_value(serde_json::json!({
-        "rules": [{ "name": "g", "match": { "path_exact": "/g" }, "action": { "forward": { "backend": "web" } } }],
-    }))
-    .expect("rule");
-    let rule = proto::Config::from(&domain).rules.remove(0);
-    let created = admin
-        .create_rule(proto::CreateRuleRequest {
-            rule: Some(rule.clone()),
-            position: Some(0),
-            if_version: 1,
-        })
-        .await
-        .expect("create")
-        .into_inner();
-    assert_eq!(created.version, 2);
-    let stale = admin
-        .create_rule(proto::CreateRuleRequest {
-            rule: Some(rule.clone()),
-            position: None,
-            if_version: 1,
-        })
-        .await
-        .expect_err("stale");
-    assert_eq!(stale.code(), tonic::Code::FailedPrecondition);
-    let dup = admin
-        .create_rule(proto::CreateRuleRequest {
-            rule: Some(rule),
-            position: None,
-            if_version: 0,
-        })
-        .await
-        .expect_err("dup");
-    assert_eq!(dup.code(), tonic::Code::AlreadyExists);
-    let missing = admin
-        .delete_rule(proto::DeleteRuleRequest {
-            name: "ghost".into(),
-            if_version: 0,
-        })
-        .await
-        .expect_err("missing");
-    assert_eq!(missing.code(), tonic::Code::NotFound);
-
-    let mut bad = config.clone();
-    if let Some(proto::rule::Action::Forward(f)) = bad.rules[1].action.as_mut() {
-        f.backend = "ghost".into();
-    }
-    let invalid = admin
-        .put_config(proto::PutConfigRequest {
-            config: Some(bad.clone()),
-            if_version: 0,
-        })
-        .await
-        .expect_err("invalid");
-    assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
-    let v = admin
-        .validate_config(proto::ValidateConfigRequest { config: Some(bad) })
-        .await
-        .expect("validate")
-        .into_inner();
-    assert!(!v.valid);
-    assert!(v.problems.iter().any(|p| p.path.contains("backend")));
-
-    let rules = admin
-        .list_rules(proto::ListRulesRequest {})
-        .await
-        .expect("rules")
-        .into_inner();
-    assert_eq!(rules.rules[0].name, "g");
-    let history = admin
-        .list_history(proto::ListHistoryRequest {})
-        .await
-        .expect("history")
-        .into_inner();
-    assert_eq!(
-        history
-            .entries
-            .iter()
-            .map(|e| e.version)
-            .collect::<Vec<_>>(),
-        vec![2, 1]
-    );
-    let rolled = admin
-        .rollback(proto::RollbackRequest { version: 1 })
-        .await
-        .expect("rollback")
-        .into_inner();
-    assert_eq!(rolled.version, 3);
-
-    let event = tokio::time::timeout(Duration::from_secs(5), events.next())
-        .await
-        .expect("event in time")
-        .expect("event")
-        .expect("ok");
-    assert_eq!(event.r#type, "config_changed");
-    let data = event.data.expect("data");
-    assert!(matches!(
-        data.fields.get("version").and_then(|v| v.kind.clone()),
-        Some(prost_types::value::Kind::NumberValue(n)) if n == 2.0
-    ));
-
-    // gRPC health says the services serve.
-    let channel = tonic::transport::Endpoint::from_shared(url)
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("channel");
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let status = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "switchyard.v1.Admin".into(),
-        })
-        .await
-        .expect("check")
-        .into_inner()
-        .status;
-    assert_eq!(
-        status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
-}
-
-#[tokio::test]
-async fn websocket_events_filter_and_resume() {
-    use futures::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    let cp = start().await;
-    cp.service
-        .edit::<switchyard_shared::config::Rule>(
-            ChangeMeta::new("test", "delete_rule"),
-            NamedOp::Delete {
-                name: "maint".into(),
-            },
-        )
-        .await
-        .expect("change");
-    // Resuming from 0 replays the retained config_changed event first.
-    let url = format!("ws://{}/ws/events?types=config_changed&after_seq=0", cp.api);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("ws connect");
-    let mut next_event = async || loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("message in time")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str::<serde_json::Value>(&t).expect("json");
-        }
-    };
-    let first = next_event().await;
-    assert_eq!(first["type"], "config_changed");
-    assert_eq!(first["data"]["version"], 2);
-    let seq = first["seq"].as_u64().expect("seq");
-    cp.service
-        .rollback(1, ChangeMeta::new("test", "rollback"))
-        .await
-        .expect("rollback");
-    let second = next_event().await;
-    assert_eq!(second["data"]["version"], 3);
-    assert!(second["seq"].as_u64().expect("seq") > seq);
-    assert!(second["timestamp"].is_string());
-}
-
-#[tokio::test]
-async fn admin_calls_need_a_token_with_the_right_scope_when_tokens_are_set() {
-    use switchyard_shared::proto::admin_client::AdminClient;
-    let cp = start_with(|o| {
-        o.api_tokens = vec![
-            "ci:admin:admin-secret-1".parse().expect("token"),
-            "dash:read:read-secret-1".parse().expect("token"),
-        ];
-    })
-    .await;
-    let mut admin = AdminClient::connect(format!("http://{}", cp.grpc))
-        .await
-        .expect("admin");
-    fn with<T>(secret: &str, msg: T) -> tonic::Request<T> {
-        let mut req = tonic::Request::new(msg);
-        req.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {secret}").parse().expect("metadata"),
-        );
-        req
-    }
-    let denied = admin
-        .get_config(proto::GetConfigRequest {})
-        .await
-        .expect_err("no token");
-    assert_eq!(denied.code(), tonic::Code::Unauthenticated);
-    let read = admin
-        .get_config(with("read-secret-1", proto::GetConfigRequest {}))
-        .await
-        .expect("read ok")
-        .into_inner();
-    let forbidden = admin
-        .put_config(with(
-            "read-secret-1",
-            proto::PutConfigRequest {
-                config: read.config.clone(),
-                if_version: 0,
-            },
-        ))
-        .await
-        .expect_err("read token cannot write");
-    assert_eq!(forbidden.code(), tonic::Code::PermissionDenied);
-    let done = admin
-        .rollback(with(
-            "admin-secret-1",
-            proto::RollbackRequest { version: 1 },
-        ))
-        .await
-        .expect("admin ok")
-        .into_inner();
-    assert!(
-        !done.changed,
-        "rolling back to the current config is a no-op"
-    );
-    admin
-        .delete_rule(with(
-            "admin-secret-1",
-            proto::DeleteRuleRequest {
-                name: "maint".into(),
-                if_version: 1,
-            },
-        ))
-        .await
-        .expect("delete");
-    let audit = cp.service.audit(None, 1).await.expect("audit");
-    assert_eq!(audit[0].actor, "ci");
 }

@@ -65,7 +65,7 @@ fn max_opt(a: Option<f32>, b: Option<f32>) -> Option<f32> {
 }
 
 /// Two resolutions of one figure set.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Series {
     fine: VecDeque<Point>,
     coarse: VecDeque<Point>,
@@ -73,8 +73,22 @@ pub struct Series {
     pending: Option<Point>,
 }
 
+impl Default for Series {
+    /// Allocated once at full size, so memory never grows past
+    /// [`Series::MEMORY_BYTES`].
+    fn default() -> Self {
+        Self {
+            fine: VecDeque::with_capacity(FINE_POINTS),
+            coarse: VecDeque::with_capacity(COARSE_POINTS),
+            pending: None,
+        }
+    }
+}
+
 impl Series {
-    /// Upper bound of one series' memory.
+    /// One series' memory: about 207 KB (96-byte points), so the fleet
+    /// plus 100 rules take about 21 MB whatever the number of nodes (nodes
+    /// are merged per rule), and [`MAX_RULE_SERIES`] caps the worst case.
     pub const MEMORY_BYTES: usize =
         (FINE_POINTS + COARSE_POINTS + 1) * std::mem::size_of::<Point>();
 
@@ -128,6 +142,9 @@ impl Series {
         }
     }
 }
+
+// The stated bound holds (checked at compile time).
+const _: () = assert!(Series::MEMORY_BYTES <= 210_000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
@@ -257,6 +274,5 @@ mod tests {
             .iter()
             .all(|p| p.requests == 7 * 12 && p.span_ms == 60_000));
         assert!(coarse.last().is_some_and(|p| p.requests < 7 * 12));
-        assert!(Series::MEMORY_BYTES < 300_000);
     }
 }

@@ -16,9 +16,11 @@ use crate::error::ServiceError;
 #[serde(deny_unknown_fields)]
 pub struct SampleRequest {
     #[serde(default = "default_method")]
+    #[schema(pattern = "^[A-Za-z]{1,20}$")]
     pub method: String,
     pub host: String,
     /// The path; a query string is ignored.
+    #[schema(pattern = "^/[!-~]*$")]
     pub path: String,
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,

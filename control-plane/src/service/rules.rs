@@ -77,15 +77,6 @@ impl Named for ContentSource {
     }
 }
 
-fn check_position(position: Option<usize>, max: usize) -> Result<(), ServiceError> {
-    match position {
-        Some(p) if p > max => Err(ServiceError::bad_request(format!(
-            "position {p} is out of range (0..={max})"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// Applies one edit to a copy of `config`.
 pub fn edit_named<T: Named>(config: &Config, op: NamedOp<T>) -> Result<Config, ServiceError> {
     let mut next = config.clone();
@@ -99,8 +90,9 @@ pub fn edit_named<T: Named>(config: &Config, op: NamedOp<T>) -> Result<Config, S
                     format!("a {} named `{}` already exists", T::KIND, item.name()),
                 ));
             }
-            check_position(position, list.len())?;
-            list.insert(position.unwrap_or(list.len()), item);
+            // A position past the end appends.
+            let at = position.map_or(list.len(), |p| p.min(list.len()));
+            list.insert(at, item);
         }
         NamedOp::Update {
             name,
@@ -116,8 +108,8 @@ pub fn edit_named<T: Named>(config: &Config, op: NamedOp<T>) -> Result<Config, S
                 ));
             }
             list.remove(at);
-            check_position(position, list.len())?;
-            list.insert(position.unwrap_or(at), item);
+            let to = position.map_or(at, |p| p.min(list.len()));
+            list.insert(to, item);
         }
         NamedOp::Delete { name } => {
             let at = find(list, &name)

@@ -277,3 +277,72 @@ async fn an_empty_store_starts_at_version_0() {
         .expect("load");
     assert_eq!(out.version, 1);
 }
+
+#[tokio::test]
+async fn two_concurrent_writers_with_the_same_if_match_exactly_one_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = fixture(dir.path(), SAMPLE_YAML);
+    let service = prepared_service(&options).await;
+    let (a, b) = tokio::join!(
+        service.edit(
+            api("create_rule").if_version(Some(1)),
+            NamedOp::Create {
+                item: rule("a", "/a"),
+                position: None
+            },
+        ),
+        service.edit(
+            api("create_rule").if_version(Some(1)),
+            NamedOp::Create {
+                item: rule("b", "/b"),
+                position: None
+            },
+        ),
+    );
+    let results = [a, b];
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    let stale = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code == ErrorCode::PreconditionFailed))
+        .count();
+    assert_eq!((wins, stale), (1, 1));
+    assert_eq!(service.current().version, 2);
+    assert_eq!(service.history().await.expect("history").len(), 2);
+}
+
+#[tokio::test]
+async fn positions_past_the_end_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = fixture(dir.path(), SAMPLE_YAML);
+    let service = prepared_service(&options).await;
+    service
+        .edit(
+            api("create_rule"),
+            NamedOp::Create {
+                item: rule("z", "/z"),
+                position: Some(99),
+            },
+        )
+        .await
+        .expect("create");
+    let names: Vec<String> = service
+        .current()
+        .config
+        .rules
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(names, vec!["maint", "api", "z"]);
+    service
+        .edit(
+            api("update_rule"),
+            NamedOp::Update {
+                name: "z".into(),
+                item: rule("z", "/z"),
+                position: Some(0),
+            },
+        )
+        .await
+        .expect("move");
+    assert_eq!(service.current().config.rules[0].name, "z");
+}

@@ -1,6 +1,8 @@
-//! Load-balancing strategies. Every pick is lock-free; servers that are
-//! not available (ejected) are skipped unless none is available, in which
-//! case all are considered (better a likely failure than a certain 503).
+//! Load-balancing strategies. Every pick is lock-free. Servers that are not
+//! eligible (failed active health checks, open circuit breaker) are never
+//! picked; among eligible servers, passively ejected ones are skipped unless
+//! none is available, in which case all eligible ones are considered
+//! (better a likely failure than a certain 503).
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -14,6 +16,11 @@ const POINTS_PER_WEIGHT: u32 = 100;
 
 /// What a server looks like to a balancer.
 pub trait Candidate {
+    /// May be picked at all (health checks pass, breaker not open).
+    fn eligible(&self) -> bool {
+        true
+    }
+    /// Not passively ejected.
     fn available(&self) -> bool;
     fn in_flight(&self) -> usize;
 }
@@ -61,10 +68,10 @@ impl Balancer {
     pub fn pick<C: Candidate>(&self, servers: &[C], key: &[u8]) -> Option<usize> {
         let n = servers.len();
         if n <= 1 {
-            return (n == 1).then_some(0);
+            return (n == 1 && servers[0].eligible()).then_some(0);
         }
-        let any_available = servers.iter().any(Candidate::available);
-        let ok = |i: usize| !any_available || servers[i].available();
+        let any_available = servers.iter().any(|s| s.eligible() && s.available());
+        let ok = |i: usize| servers[i].eligible() && (!any_available || servers[i].available());
         match self {
             Balancer::RoundRobin { next } => {
                 let start = next.fetch_add(1, Relaxed);

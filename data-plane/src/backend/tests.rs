@@ -15,7 +15,7 @@ fn backend(addresses: &[&str]) -> Backend {
 }
 
 fn runtime(addresses: &[&str], events: &EventSink) -> BackendRuntime {
-    match BackendRuntime::new(&backend(addresses), &Metrics::default(), events) {
+    match BackendRuntime::new(&backend(addresses), &Metrics::default(), events, None) {
         Ok(b) => b,
         Err(e) => panic!("{e}"),
     }
@@ -35,12 +35,12 @@ fn round_robin_visits_every_server_in_turn() {
 fn no_servers_means_no_pick_and_bad_addresses_are_rejected() {
     let (events, _rx) = EventSink::channel();
     let metrics = Metrics::default();
-    let empty = BackendRuntime::new(&backend(&[]), &metrics, &events);
+    let empty = BackendRuntime::new(&backend(&[]), &metrics, &events, None);
     assert!(empty
         .as_ref()
         .map(|b| b.pick(b"").is_none())
         .unwrap_or(false));
-    let bad = BackendRuntime::new(&backend(&["not an address"]), &metrics, &events);
+    let bad = BackendRuntime::new(&backend(&["not an address"]), &metrics, &events, None);
     assert!(bad.is_err());
 }
 

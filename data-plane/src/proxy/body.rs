@@ -15,6 +15,8 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// A client or upstream body, streamed through.
     Stream(Incoming),
+    /// An upstream body passed through `rule.rewrite_body`.
+    Rewrite(Box<crate::content::rewrite::RewriteBody>),
 }
 
 impl ProxyBody {
@@ -40,6 +42,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Stream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Rewrite(body) => Pin::new(body.as_mut()).poll_frame(cx),
         }
     }
 
@@ -47,6 +50,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(data) => data.is_none(),
             ProxyBody::Stream(body) => body.is_end_stream(),
+            ProxyBody::Rewrite(body) => body.is_end_stream(),
         }
     }
 
@@ -56,6 +60,7 @@ impl Body for ProxyBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             ProxyBody::Stream(body) => body.size_hint(),
+            ProxyBody::Rewrite(body) => body.size_hint(),
         }
     }
 }

@@ -17,6 +17,8 @@ pub enum Fault {
     Upstream,
     /// The proxy's own state (no config, no server to pick).
     Internal,
+    /// The client (body too large or broken).
+    Downstream,
 }
 
 /// A request the proxy could not complete.
@@ -24,8 +26,19 @@ pub enum Fault {
 pub enum ProxyError {
     #[error("no configuration has been applied yet")]
     NoSnapshot,
-    #[error("backend `{backend}` has no server to send to")]
+    #[error("backend `{backend}` has no healthy server to send to")]
     NoServer { backend: String },
+    #[error("every healthy server of backend `{backend}` has an open circuit breaker")]
+    CircuitOpen { backend: String },
+    #[error("the request was not answered within {timeout:?}")]
+    RequestTimeout { timeout: Duration },
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("reading the request body failed: {source}")]
+    ClientBody {
+        #[source]
+        source: super::upstream_body::BoxError,
+    },
     #[error("cannot connect to {server} of backend `{backend}`: {source}")]
     Connect {
         backend: String,
@@ -51,9 +64,15 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoSnapshot | ProxyError::NoServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoSnapshot | ProxyError::NoServer { .. } | ProxyError::CircuitOpen { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Timeout { .. } | ProxyError::RequestTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -62,6 +81,10 @@ impl ProxyError {
         match self {
             ProxyError::NoSnapshot => "no-snapshot",
             ProxyError::NoServer { .. } => "no-server",
+            ProxyError::CircuitOpen { .. } => "circuit-open",
+            ProxyError::RequestTimeout { .. } => "request-timeout",
+            ProxyError::BodyTooLarge { .. } => "body-too-large",
+            ProxyError::ClientBody { .. } => "client-body",
             ProxyError::Connect { .. } => "upstream-connect",
             ProxyError::Timeout { .. } => "upstream-timeout",
             ProxyError::Upstream { .. } => "upstream-failed",
@@ -70,7 +93,10 @@ impl ProxyError {
 
     pub fn fault(&self) -> Fault {
         match self {
-            ProxyError::NoSnapshot | ProxyError::NoServer { .. } => Fault::Internal,
+            ProxyError::NoSnapshot | ProxyError::NoServer { .. } | ProxyError::CircuitOpen { .. } => {
+                Fault::Internal
+            }
+            ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody { .. } => Fault::Downstream,
             _ => Fault::Upstream,
         }
     }
@@ -81,6 +107,26 @@ impl ProxyError {
         matches!(self, ProxyError::Connect { .. })
     }
 
+    /// The `retry_on` class of an upstream failure.
+    pub fn retry_on(&self) -> Option<switchyard_shared::config::RetryOn> {
+        use switchyard_shared::config::RetryOn;
+        match self {
+            ProxyError::Connect { .. } => Some(RetryOn::ConnectError),
+            ProxyError::Timeout { .. } => Some(RetryOn::Timeout),
+            ProxyError::Upstream { .. } => Some(RetryOn::Reset),
+            _ => None,
+        }
+    }
+
+    /// Whether a rule's fallback may answer instead: upstream failures and
+    /// no server to send to, not client mistakes.
+    pub fn wants_fallback(&self) -> bool {
+        !matches!(
+            self,
+            ProxyError::NoSnapshot | ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody { .. }
+        )
+    }
+
     /// The short text answer sent to the client (details go to the log).
     pub fn into_response(self) -> Response<ProxyBody> {
         let body = match &self {
@@ -88,8 +134,18 @@ impl ProxyError {
                 "service unavailable: no configuration applied yet\n".to_owned()
             }
             ProxyError::NoServer { backend } => {
-                format!("service unavailable: backend `{backend}` has no server\n")
+                format!("service unavailable: backend `{backend}` has no healthy server\n")
             }
+            ProxyError::CircuitOpen { backend } => {
+                format!("service unavailable: backend `{backend}` circuit breaker open\n")
+            }
+            ProxyError::RequestTimeout { .. } => {
+                "gateway timeout: the request was not answered in time\n".to_owned()
+            }
+            ProxyError::BodyTooLarge { limit } => {
+                format!("payload too large: request bodies are limited to {limit} bytes\n")
+            }
+            ProxyError::ClientBody { .. } => "bad request: the request body broke off\n".to_owned(),
             ProxyError::Connect { backend, .. } => {
                 format!("bad gateway: backend `{backend}` is unreachable\n")
             }

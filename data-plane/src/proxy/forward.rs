@@ -1,18 +1,27 @@
-//! The `forward` action: pick a server, rewrite the request for the
-//! upstream hop, send it on the backend's pooled client and stream the
-//! response back, retrying connect failures within the retry budget.
+//! The `forward` action: pick a server (never an unhealthy one or one with
+//! an open breaker), rewrite the request for the upstream hop, send it on
+//! the backend's pooled client and stream the response back. Failed tries
+//! are retried per the backend's retry policy, within its budget, when the
+//! request body can be replayed (empty, or buffered up to `buffer_body`).
 
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::collections::VecDeque;
 
+use bytes::{Bytes, BytesMut};
+use http::header::{COOKIE, HOST};
+use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use switchyard_shared::config::{HashOn, HostHeader, RetryOn, UpstreamProtocol};
 
 use super::body::ProxyBody;
 use super::error::ProxyError;
-use super::headers::{add_forwarded, ensure_host, remove_hop_by_hop};
+use super::headers::{add_forwarded, ensure_host, remove_hop_by_hop, HeaderEdits};
+use super::upstream_body::UpstreamBody;
+use crate::backend::breaker::CircuitState;
+use crate::backend::outlier::now_ms;
+use crate::backend::retry::{backoff, idempotent};
 use crate::backend::{BackendRuntime, Outcome, UpstreamServer};
 
 /// What the proxy knows about the client connection.
@@ -22,119 +31,242 @@ pub struct ClientInfo {
     pub ip: HeaderValue,
 }
 
-/// Attempts per request when the first cannot connect.
-const MAX_ATTEMPTS: usize = 2;
-/// Ceiling of the first retry's jittered backoff; doubles per retry.
-const RETRY_BACKOFF: Duration = Duration::from_millis(10);
+/// A forward rule's settings for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    pub backend: &'a BackendRuntime,
+    pub strip_prefix: Option<&'a str>,
+    pub add_prefix: Option<&'a str>,
+    pub request_headers: &'a HeaderEdits,
+}
 
-/// Sends `req` to a server of `backend` and returns its response, or the
-/// reason it could not. A connect failure (the request never reached a
-/// server) is retried on another server when the request has no body and
-/// the backend's retry budget allows it.
+/// Sends `req` to a server of the route's backend and returns its
+/// response, or the reason it could not.
 pub async fn forward(
-    req: Request<Incoming>,
-    backend: &BackendRuntime,
-    strip_prefix: Option<&str>,
+    req: Request<UpstreamBody>,
+    route: Route<'_>,
     client: &ClientInfo,
     host: Option<&HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let backend = route.backend;
+    let policy = &backend.retries;
     let (mut parts, body) = req.into_parts();
-    let path_and_query = upstream_path(&parts.uri, strip_prefix);
-    parts.version = Version::HTTP_11;
+    let path_and_query = upstream_path(&parts.uri, route.strip_prefix, route.add_prefix);
+    parts.version = match backend.spec.protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::Http2 => Version::HTTP_2,
+    };
     remove_hop_by_hop(&mut parts.headers);
-    ensure_host(&mut parts.headers, host);
+    match &backend.spec.host_header {
+        HostHeader::Preserve => ensure_host(&mut parts.headers, host),
+        // Set per try: the server may change.
+        HostHeader::Server => {}
+        HostHeader::Custom(value) => {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                parts.headers.insert(HOST, v);
+            }
+        }
+    }
     add_forwarded(&mut parts.headers, &client.ip, host);
+    route.request_headers.apply(&mut parts.headers);
+    let key = hash_key(backend.spec.hash_on.as_ref(), &parts.headers, &client.ip).to_vec();
     backend.retry_budget.earn();
-    // Only a bodiless request can be sent again; keep what a retry needs
-    // only when one is possible at all.
-    let template =
-        (body.is_end_stream() && backend.servers.len() > 1 && backend.retry_budget.can_afford())
-            .then(|| (parts.method.clone(), parts.headers.clone()));
-    let mut first = Some((parts, ProxyBody::Stream(body)));
 
-    let mut tried: Option<&UpstreamServer> = None;
-    for attempt in 0..MAX_ATTEMPTS {
-        let server = pick(backend, client, tried)?;
-        let (mut parts, body) = match (first.take(), &template) {
-            (Some(p), _) => p,
-            (None, Some((method, headers))) => {
-                let mut req = Request::new(ProxyBody::Full(None));
+    let may_retry = policy.max_retries > 0;
+    let (body, replay) = read_ahead(body, may_retry.then_some(policy.buffer_body)).await?;
+    // Only kept when a retry is possible at all.
+    let template = replay
+        .as_ref()
+        .map(|_| (parts.method.clone(), parts.headers.clone(), parts.version));
+    let method_ok = idempotent(&parts.method) || policy.retry_non_idempotent;
+    let mut first = Some((parts, body));
+    let mut tried: Vec<usize> = Vec::new();
+
+    for attempt in 0..=policy.max_retries {
+        let (index, server) = pick_admitted(backend, &key, &tried)?;
+        let (mut parts, body) = match (first.take(), &template, &replay) {
+            (Some(p), _, _) => p,
+            (None, Some((method, headers, version)), Some(bytes)) => {
+                let mut req = Request::new(UpstreamBody::Full(Some(bytes.clone())));
                 *req.method_mut() = method.clone();
                 *req.headers_mut() = headers.clone();
-                *req.version_mut() = Version::HTTP_11;
+                *req.version_mut() = *version;
                 req.into_parts()
             }
-            (None, None) => break,
+            // Unreachable: a retry needs the template.
+            _ => break,
         };
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(server.authority.clone());
-        uri.path_and_query = Some(path_and_query.clone());
-        // Parts with scheme, authority and path always form a valid URI.
-        parts.uri = Uri::from_parts(uri).unwrap_or_default();
+        set_target(&mut parts, server, &path_and_query, &backend.spec.host_header);
         if attempt > 0 {
-            server.metrics.retries.fetch_add(1, Relaxed);
+            server
+                .metrics
+                .retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        match send(backend, server, Request::from_parts(parts, body)).await {
-            Ok(response) => return Ok(response),
-            Err(e)
-                if e.retry_safe()
-                    && template.is_some()
-                    && attempt + 1 < MAX_ATTEMPTS
-                    && backend.retry_budget.withdraw() =>
-            {
-                tracing::debug!(error = %e, "retrying on another server");
-                tried = Some(server);
-                let ceiling = RETRY_BACKOFF.saturating_mul(1 << attempt);
-                let jitter = rand::random_range(0..=ceiling.as_micros() as u64);
-                tokio::time::sleep(Duration::from_micros(jitter)).await;
-            }
-            Err(e) => return Err(e),
+        let result = send(backend, server, Request::from_parts(parts, body)).await;
+        let retry_wanted = match &result {
+            Ok(r) => method_ok && policy.retry_statuses.contains(&r.status().as_u16()),
+            Err(e) => e.retry_on().is_some_and(|on| {
+                policy.retry_on.contains(&on) && (on == RetryOn::ConnectError || method_ok)
+            }),
+        };
+        if !retry_wanted
+            || replay.is_none()
+            || attempt >= policy.max_retries
+            || !backend.retry_budget.withdraw(now_ms())
+        {
+            return result;
         }
+        tracing::debug!(server = %server.address, attempt, "retrying");
+        drop(result);
+        tried.push(index);
+        tokio::time::sleep(backoff(policy, attempt)).await;
     }
-    // Unreachable in practice: the loop returns on its last attempt.
-    Err(ProxyError::NoServer {
-        backend: backend.spec.name.clone(),
-    })
+    Err(no_server(backend))
 }
 
-/// Picks a server, avoiding the one that just failed when possible.
-fn pick<'a>(
-    backend: &'a BackendRuntime,
-    client: &ClientInfo,
-    avoid: Option<&UpstreamServer>,
-) -> Result<&'a UpstreamServer, ProxyError> {
-    let no_server = || ProxyError::NoServer {
-        backend: backend.spec.name.clone(),
+/// Reads the body ahead for replay when retries are possible: an empty
+/// body, or one that ends within `limit` bytes, comes back as bytes to
+/// replay; a longer one is streamed on (frames read so far first) and is
+/// not retried.
+async fn read_ahead(
+    body: UpstreamBody,
+    limit: Option<u64>,
+) -> Result<(UpstreamBody, Option<Bytes>), ProxyError> {
+    if body.is_end_stream() {
+        return Ok((UpstreamBody::Full(None), Some(Bytes::new())));
+    }
+    let Some(limit) = limit.filter(|l| *l > 0) else {
+        return Ok((body, None));
     };
-    let mut server = backend.pick(client.ip.as_bytes()).ok_or_else(no_server)?;
-    if let Some(avoid) = avoid {
-        // Strategies such as hashing pick the same server again: walk on.
-        for _ in 0..backend.servers.len() {
-            if !std::ptr::eq(server, avoid) {
-                break;
+    let hint = body.size_hint();
+    if hint.lower() > limit || hint.upper().is_some_and(|u| u > limit) {
+        return Ok((body, None));
+    }
+    let mut body = body;
+    let mut frames = VecDeque::new();
+    let mut total = 0u64;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(source)) => {
+                return Err(match source.downcast::<super::upstream_body::BodyTooLarge>() {
+                    Ok(too_large) => ProxyError::BodyTooLarge {
+                        limit: too_large.limit,
+                    },
+                    Err(source) => ProxyError::ClientBody { source },
+                })
             }
-            server = backend.pick(&[]).ok_or_else(no_server)?;
+            Some(Ok(frame)) => {
+                let is_data = frame.is_data();
+                total += frame.data_ref().map_or(0, |d| d.len() as u64);
+                frames.push_back(frame);
+                // Trailers cannot be replayed simply; stream on.
+                if total > limit || !is_data {
+                    let rest = Box::new(body);
+                    return Ok((UpstreamBody::Prefixed { frames, rest }, None));
+                }
+            }
         }
     }
-    Ok(server)
+    let mut buf = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
+    for f in frames {
+        if let Ok(d) = f.into_data() {
+            buf.extend_from_slice(&d);
+        }
+    }
+    let bytes = buf.freeze();
+    Ok((UpstreamBody::Full(Some(bytes.clone())), Some(bytes)))
 }
 
-/// One attempt on one server, feeding passive health.
+/// Points the request at `server`.
+fn set_target(parts: &mut Parts, server: &UpstreamServer, path: &PathAndQuery, host: &HostHeader) {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(server.authority.clone());
+    uri.path_and_query = Some(path.clone());
+    // Parts with scheme, authority and path always form a valid URI.
+    parts.uri = Uri::from_parts(uri).unwrap_or_default();
+    if *host == HostHeader::Server {
+        if let Ok(v) = HeaderValue::from_str(server.authority.as_str()) {
+            parts.headers.insert(HOST, v);
+        }
+    }
+}
+
+/// What consistent hashing hashes: the configured header or cookie, else
+/// (absent, or `client_ip`) the client IP.
+fn hash_key<'a>(on: Option<&HashOn>, headers: &'a HeaderMap, ip: &'a HeaderValue) -> &'a [u8] {
+    let found = match on {
+        Some(HashOn::Header(name)) => headers.get(name.as_str()).map(HeaderValue::as_bytes),
+        Some(HashOn::Cookie(name)) => headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_bytes()),
+        Some(HashOn::ClientIp) | None => None,
+    };
+    found.unwrap_or(ip.as_bytes())
+}
+
+/// Picks a server whose breaker lets the request through, avoiding the
+/// ones already tried when possible.
+fn pick_admitted<'a>(
+    backend: &'a BackendRuntime,
+    key: &[u8],
+    tried: &[usize],
+) -> Result<(usize, &'a UpstreamServer), ProxyError> {
+    let mut avoid = tried.to_vec();
+    for _ in 0..=backend.servers.len() {
+        let Some((index, server)) = backend.pick_avoiding(key, &avoid) else {
+            break;
+        };
+        if backend.admit(server) {
+            return Ok((index, server));
+        }
+        // Lost a race for the last half-open probe slot.
+        avoid.push(index);
+    }
+    Err(no_server(backend))
+}
+
+fn no_server(backend: &BackendRuntime) -> ProxyError {
+    let breaker_open = backend
+        .servers
+        .iter()
+        .any(|s| s.health.healthy() && s.circuit_state() != CircuitState::Closed);
+    let name = backend.spec.name.clone();
+    if breaker_open {
+        ProxyError::CircuitOpen { backend: name }
+    } else {
+        ProxyError::NoServer { backend: name }
+    }
+}
+
+/// One try on one server, feeding passive health and the breaker (a 5xx
+/// answer counts as a failure).
 async fn send(
     backend: &BackendRuntime,
     server: &UpstreamServer,
-    req: Request<ProxyBody>,
+    req: Request<UpstreamBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let in_flight = server.start();
-    let timeout = backend.request_timeout();
+    let timeout = backend.try_timeout();
     let sent = std::time::Instant::now();
     let result = tokio::time::timeout(timeout, backend.client.request(req)).await;
     server.metrics.latency.record(sent.elapsed());
     drop(in_flight);
     match result {
         Ok(Ok(response)) => {
-            backend.record(server, Outcome::Answered);
+            let outcome = if response.status().is_server_error() {
+                Outcome::Failed
+            } else {
+                Outcome::Answered
+            };
+            backend.record(server, outcome);
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
             Ok(Response::from_parts(parts, ProxyBody::Stream(body)))
@@ -168,20 +300,27 @@ async fn send(
     }
 }
 
-/// The path and query sent upstream, with `strip_prefix` removed from the
-/// path when it starts with it (the result always starts with `/`).
-fn upstream_path(uri: &Uri, strip_prefix: Option<&str>) -> PathAndQuery {
+/// The path and query sent upstream: `strip_prefix` removed from the path
+/// when it starts with it, then `add_prefix` put in front (the result
+/// always starts with `/`).
+fn upstream_path(uri: &Uri, strip_prefix: Option<&str>, add_prefix: Option<&str>) -> PathAndQuery {
     let original = uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let Some(prefix) = strip_prefix else {
+    let stripped = strip_prefix.and_then(|p| original.path().strip_prefix(p));
+    if stripped.is_none() && add_prefix.is_none() {
         return original;
-    };
-    let Some(rest) = original.path().strip_prefix(prefix) else {
-        return original;
-    };
-    let mut s = String::with_capacity(original.as_str().len() + 1);
+    }
+    let rest = stripped.unwrap_or(original.path());
+    let mut s = String::with_capacity(original.as_str().len() + 16);
+    if let Some(add) = add_prefix {
+        let add = add.trim_end_matches('/');
+        if !add.starts_with('/') {
+            s.push('/');
+        }
+        s.push_str(add);
+    }
     if !rest.starts_with('/') {
         s.push('/');
     }
@@ -198,7 +337,59 @@ mod tests {
     use super::*;
 
     fn path(uri: &'static str, strip: Option<&str>) -> String {
-        upstream_path(&Uri::from_static(uri), strip).to_string()
+        upstream_path(&Uri::from_static(uri), strip, None).to_string()
+    }
+
+    fn rewrite(uri: &'static str, strip: Option<&str>, add: &str) -> String {
+        upstream_path(&Uri::from_static(uri), strip, Some(add)).to_string()
+    }
+
+    #[test]
+    fn add_prefix_rewrites_one_prefix_into_another() {
+        assert_eq!(rewrite("/api/users?x=1", Some("/api"), "/v2"), "/v2/users?x=1");
+        assert_eq!(rewrite("/api", Some("/api"), "/v2"), "/v2/");
+        assert_eq!(rewrite("/users", None, "/v2/"), "/v2/users");
+        assert_eq!(rewrite("/users", None, "internal"), "/internal/users");
+        assert_eq!(rewrite("/other", Some("/api"), "/v2"), "/v2/other");
+    }
+
+    #[test]
+    fn hash_keys_come_from_the_configured_header_or_cookie_else_the_ip() {
+        let ip = HeaderValue::from_static("10.0.0.1");
+        let mut h = HeaderMap::new();
+        h.insert("x-user", HeaderValue::from_static("alice"));
+        h.append(COOKIE, HeaderValue::from_static("a=1; session=s42"));
+        let header = HashOn::Header("x-user".into());
+        let cookie = HashOn::Cookie("session".into());
+        let missing = HashOn::Cookie("nope".into());
+        assert_eq!(hash_key(Some(&header), &h, &ip), b"alice");
+        assert_eq!(hash_key(Some(&cookie), &h, &ip), b"s42");
+        assert_eq!(hash_key(Some(&missing), &h, &ip), b"10.0.0.1");
+        assert_eq!(hash_key(Some(&HashOn::ClientIp), &h, &ip), b"10.0.0.1");
+        assert_eq!(hash_key(None, &h, &ip), b"10.0.0.1");
+    }
+
+    #[tokio::test]
+    async fn bodies_within_the_buffer_limit_are_replayable_longer_ones_stream() {
+        let (body, replay) = read_ahead(UpstreamBody::full("small"), Some(10))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(replay.as_deref(), Some(&b"small"[..]));
+        assert!(matches!(body, UpstreamBody::Full(Some(_))));
+        let (body, replay) = read_ahead(UpstreamBody::full("far too long"), Some(4))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(replay.is_none());
+        let all = body.collect().await.map(|c| c.to_bytes()).ok();
+        assert_eq!(all.as_deref(), Some(&b"far too long"[..]));
+        let (_, replay) = read_ahead(UpstreamBody::Full(None), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(replay.as_deref(), Some(&b""[..]));
+        let (_, replay) = read_ahead(UpstreamBody::full("x"), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(replay.is_none());
     }
 
     #[test]

@@ -78,6 +78,49 @@ pub fn ensure_host(headers: &mut HeaderMap, host: Option<&HeaderValue>) {
     }
 }
 
+/// A rule's header edits, compiled once per snapshot: `remove` first, then
+/// `set` (replacing any value).
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    remove: Vec<HeaderName>,
+    set: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderEdits {
+    /// Compiles the config's edits; names and values were validated, an
+    /// invalid one still fails here with its name.
+    pub fn compile(edits: &switchyard_shared::config::HeaderEdits) -> Result<Self, String> {
+        let remove = edits
+            .remove
+            .iter()
+            .map(|n| {
+                HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("`{n}` is not a header name"))
+            })
+            .collect::<Result<_, _>>()?;
+        let set = edits
+            .set
+            .iter()
+            .map(|(n, v)| {
+                let name = HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| format!("`{n}` is not a header name"))?;
+                let value = HeaderValue::from_str(v)
+                    .map_err(|_| format!("header `{n}`: value is not a header value"))?;
+                Ok((name, value))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { remove, set })
+    }
+
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +171,25 @@ mod tests {
         add_forwarded(&mut fresh, &ip, None);
         assert_eq!(fresh["x-forwarded-for"], "10.0.0.9");
         assert!(!fresh.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn edits_remove_then_set() {
+        let config = switchyard_shared::config::HeaderEdits {
+            set: [("x-set".to_owned(), "new".to_owned())].into(),
+            remove: vec!["x-set".to_owned(), "x-gone".to_owned()],
+        };
+        let edits = HeaderEdits::compile(&config).unwrap_or_default();
+        let mut h = map(&[("x-set", "old"), ("x-gone", "1"), ("x-kept", "2")]);
+        edits.apply(&mut h);
+        assert_eq!(h["x-set"], "new");
+        assert!(!h.contains_key("x-gone"));
+        assert_eq!(h["x-kept"], "2");
+        let bad = switchyard_shared::config::HeaderEdits {
+            set: Default::default(),
+            remove: vec!["bad header".to_owned()],
+        };
+        assert!(HeaderEdits::compile(&bad).is_err());
     }
 
     #[test]

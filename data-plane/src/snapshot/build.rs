@@ -6,15 +6,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use switchyard_shared::config::{Action, ContentKind};
+use switchyard_shared::config::Action;
 use switchyard_shared::convert::BlobRef;
 use switchyard_shared::routing::RouteTable;
 use switchyard_shared::{Config, ValidationErrors};
 
-use super::{Replacement, RuleAction, RuleRuntime, Snapshot, SnapshotSource};
+use super::{FallbackRuntime, Replacement, RuleAction, RuleRuntime, Snapshot, SnapshotSource};
+use crate::proxy::headers::HeaderEdits;
 use crate::backend::{BackendError, BackendRuntime};
+use crate::content::rewrite::CompiledRewrite;
+use crate::content::{ContentError, ContentSet};
 use crate::events::EventSink;
 use crate::metrics::Metrics;
 
@@ -40,6 +42,8 @@ pub enum SnapshotError {
     Backend(#[from] BackendError),
     #[error("rule `{rule}`: {reason}")]
     Rule { rule: String, reason: String },
+    #[error(transparent)]
+    Content(#[from] ContentError),
 }
 
 /// Builds the snapshot; `previous` lends its unchanged backends.
@@ -53,19 +57,35 @@ pub fn build(
 
     let mut backends = HashMap::with_capacity(input.config.backends.len());
     for spec in &input.config.backends {
-        let reused = previous
-            .and_then(|p| p.backends.get(&spec.name))
-            .filter(|b| b.spec == *spec)
-            .cloned();
+        let old = previous.and_then(|p| p.backends.get(&spec.name));
+        let reused = old.filter(|b| b.spec == *spec).cloned();
         let runtime = match reused {
             Some(b) => b,
-            None => Arc::new(BackendRuntime::new(spec, metrics, events)?),
+            None => {
+                let b = Arc::new(BackendRuntime::new(spec, metrics, events, old.map(|o| &**o))?);
+                b.start_health_checks();
+                b
+            }
         };
         backends.insert(spec.name.clone(), runtime);
     }
 
+    let content = Arc::new(ContentSet::build(
+        &input.config.content_sources,
+        &input.config.remote_content,
+        &input.file_blobs,
+        &input.blobs,
+        previous.map(|p| &*p.content),
+        events,
+    )?);
+
+    // Compiled rules keep config order.
+    let mut rewrites = input.config.rules.iter().map(|r| r.rewrite_body.as_ref());
+    let mut specs = input.config.rules.iter();
     let mut rules = Vec::with_capacity(routes.rules().len());
     for rule in routes.rules() {
+        let spec = specs.next();
+        let no_edits = switchyard_shared::config::HeaderEdits::default();
         let rule_err = |reason: String| SnapshotError::Rule {
             rule: rule.name.clone(),
             reason,
@@ -77,14 +97,36 @@ pub fn build(
                     .cloned()
                     .ok_or_else(|| rule_err(format!("unknown backend `{}`", f.backend)))?,
                 strip_prefix: f.strip_prefix.clone().filter(|p| p != "/"),
+                add_prefix: f.add_prefix.clone().filter(|p| !p.is_empty() && p != "/"),
             },
             Action::Replace(r) => RuleAction::Replace(
-                replacement(&input, &r.source, r.status, &r.headers).map_err(rule_err)?,
+                replacement(&content, &r.source, r.status, &r.headers).map_err(rule_err)?,
             ),
+        };
+        // The fallback is built exactly like a `replace` answer.
+        let fallback = match spec.and_then(|s| s.fallback.as_ref()) {
+            Some(f) => Some(FallbackRuntime {
+                content: replacement(&content, &f.source, f.status, &BTreeMap::new())
+                    .map_err(|e| rule_err(format!("fallback: {e}")))?,
+                statuses: f.statuses.clone(),
+            }),
+            None => None,
         };
         rules.push(RuleRuntime {
             action,
             metrics: metrics.rule(&rule.name),
+            request_headers: HeaderEdits::compile(spec.map_or(&no_edits, |s| &s.request_headers))
+                .map_err(|e| rule_err(format!("request_headers: {e}")))?,
+            response_headers: HeaderEdits::compile(spec.map_or(&no_edits, |s| &s.response_headers))
+                .map_err(|e| rule_err(format!("response_headers: {e}")))?,
+            fallback,
+            rewrite: match rewrites.next().flatten() {
+                Some(spec) => Some(Arc::new(
+                    CompiledRewrite::compile(spec)
+                        .map_err(|e| rule_err(format!("rewrite_body: {e}")))?,
+                )),
+                None => None,
+            },
         });
     }
 
@@ -101,50 +143,23 @@ pub fn build(
         rules,
         backends,
         blobs,
+        content,
     })
 }
 
+/// A rule's answer from content source `source_name` of `content`.
 fn replacement(
-    input: &SnapshotInput,
+    content: &Arc<ContentSet>,
     source_name: &str,
     status: u16,
     headers: &BTreeMap<String, String>,
 ) -> Result<Replacement, String> {
-    let source = input
-        .config
-        .content_sources
-        .iter()
-        .find(|s| s.name == source_name)
-        .ok_or_else(|| format!("unknown content source `{source_name}`"))?;
-    let body = match source.kind() {
-        Some(ContentKind::Inline(text)) => Bytes::from(text.to_owned()),
-        Some(ContentKind::File(path)) => {
-            let blob = input.file_blobs.get(source_name).ok_or_else(|| {
-                format!("content source `{source_name}` (file `{path}`) has no blob digest in the snapshot")
-            })?;
-            input.blobs.get(&blob.sha256).cloned().ok_or_else(|| {
-                format!(
-                    "content source `{source_name}`: blob {} is not available",
-                    blob.sha256
-                )
-            })?
-        }
-        Some(ContentKind::Remote(_)) => {
-            return Err(format!(
-                "content source `{source_name}` is remote; this data plane does not fetch remote content yet"
-            ))
-        }
-        None => return Err(format!("content source `{source_name}` has no content")),
-    };
+    if !content.contains(source_name) {
+        return Err(format!("unknown content source `{source_name}`"));
+    }
     let status =
         StatusCode::from_u16(status).map_err(|_| format!("status {status} is not valid"))?;
-    let mut map = HeaderMap::with_capacity(headers.len() + 1);
-    let content_type = source.effective_content_type();
-    map.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_str(&content_type)
-            .map_err(|_| format!("content type `{content_type}` is not a header value"))?,
-    );
+    let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("`{name}` is not a header name"))?;
@@ -153,9 +168,10 @@ fn replacement(
         map.insert(name, value);
     }
     Ok(Replacement {
+        source: source_name.to_owned(),
         status,
         headers: map,
-        body,
+        content: content.clone(),
     })
 }
 

@@ -11,12 +11,13 @@ use crate::state::NodeState;
 pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
     let metrics = &state.metrics;
     let snapshot = state.snapshots.load();
-    let healthy = |backend: &str, server: &str| {
+    // (healthy, circuit state) of a server in the current snapshot.
+    let server_state = |backend: &str, server: &str| {
         snapshot
             .as_ref()
             .and_then(|s| s.backends.get(backend))
             .and_then(|b| b.servers.iter().find(|s| s.address == server))
-            .is_none_or(|s| s.healthy())
+            .map_or((true, "closed"), |s| (s.healthy(), s.circuit_state().as_str()))
     };
     let rules = metrics
         .rules()
@@ -29,22 +30,24 @@ pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
             latency: Some(m.latency.snapshot().to_proto()),
             bytes_in: m.bytes_in.load(Relaxed),
             bytes_out: m.bytes_out.load(Relaxed),
-            ..Default::default()
+            fallbacks: m.fallbacks.load(Relaxed),
         })
         .collect();
     let servers = metrics
         .servers()
         .into_iter()
-        .map(|((backend, server), m)| proto::ServerStats {
-            healthy: healthy(&backend, &server),
-            backend,
-            server,
-            requests: m.requests.load(Relaxed),
-            errors: m.errors.load(Relaxed),
-            retries: m.retries.load(Relaxed),
-            latency: Some(m.latency.snapshot().to_proto()),
-            // No circuit breakers yet.
-            circuit_state: "closed".to_owned(),
+        .map(|((backend, server), m)| {
+            let (healthy, circuit) = server_state(&backend, &server);
+            proto::ServerStats {
+                healthy,
+                circuit_state: circuit.to_owned(),
+                backend,
+                server,
+                requests: m.requests.load(Relaxed),
+                errors: m.errors.load(Relaxed),
+                retries: m.retries.load(Relaxed),
+                latency: Some(m.latency.snapshot().to_proto()),
+            }
         })
         .collect();
     let process = crate::metrics::process::ProcessStats::read();
@@ -56,7 +59,10 @@ pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
         cpu_seconds: process.cpu_seconds.unwrap_or(0.0),
         rules,
         servers,
-        caches: Vec::new(),
+        caches: snapshot
+            .as_ref()
+            .map(|s| s.content.stats())
+            .unwrap_or_default(),
         applied_version: state.snapshots.load().map_or(0, |s| s.version()),
     }
 }

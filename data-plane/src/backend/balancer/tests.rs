@@ -6,6 +6,45 @@ struct Fake {
     in_flight: usize,
 }
 
+/// A server that is never eligible (unhealthy or breaker open).
+struct Out;
+
+impl Candidate for Out {
+    fn eligible(&self) -> bool {
+        false
+    }
+    fn available(&self) -> bool {
+        true
+    }
+    fn in_flight(&self) -> usize {
+        0
+    }
+}
+
+/// Either kind, to mix them in one slice.
+enum Mixed {
+    In(Fake),
+    Out(Out),
+}
+
+impl Candidate for Mixed {
+    fn eligible(&self) -> bool {
+        match self {
+            Mixed::In(f) => f.eligible(),
+            Mixed::Out(o) => o.eligible(),
+        }
+    }
+    fn available(&self) -> bool {
+        match self {
+            Mixed::In(f) => f.available(),
+            Mixed::Out(o) => o.available(),
+        }
+    }
+    fn in_flight(&self) -> usize {
+        0
+    }
+}
+
 impl Candidate for Fake {
     fn available(&self) -> bool {
         self.up
@@ -169,5 +208,36 @@ fn a_single_or_no_server_needs_no_strategy() {
         let b = Balancer::new(lb, &servers(&[1]));
         assert_eq!(b.pick(&up(1), b"k"), Some(0));
         assert_eq!(b.pick(&up(0), b"k"), None);
+    }
+}
+
+#[test]
+fn ineligible_servers_are_never_picked_even_when_nothing_else_is_left() {
+    for lb in [
+        LoadBalancing::RoundRobin,
+        LoadBalancing::WeightedRoundRobin,
+        LoadBalancing::LeastRequests,
+        LoadBalancing::Random,
+        LoadBalancing::ConsistentHash,
+    ] {
+        let b = Balancer::new(lb, &servers(&[1, 1, 1]));
+        // One ineligible, one ejected, one fine: only the fine one.
+        let mixed = vec![
+            Mixed::Out(Out),
+            Mixed::In(Fake { up: false, in_flight: 0 }),
+            Mixed::In(Fake { up: true, in_flight: 0 }),
+        ];
+        for i in 0..50 {
+            assert_eq!(b.pick(&mixed, i.to_string().as_bytes()), Some(2), "{lb:?}");
+        }
+        // Only an ejected one besides the ineligible: panic routing to it.
+        let mixed = vec![Mixed::Out(Out), Mixed::In(Fake { up: false, in_flight: 0 })];
+        let b = Balancer::new(lb, &servers(&[1, 1]));
+        for i in 0..20 {
+            assert_eq!(b.pick(&mixed, i.to_string().as_bytes()), Some(1), "{lb:?}");
+        }
+        // Nothing eligible: no pick.
+        assert_eq!(b.pick(&[Out, Out], b"k"), None, "{lb:?}");
+        assert_eq!(b.pick(&[Out], b"k"), None, "{lb:?}");
     }
 }

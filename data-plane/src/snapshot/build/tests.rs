@@ -72,23 +72,33 @@ fn built(input: SnapshotInput, previous: Option<&Snapshot>) -> Snapshot {
     }
 }
 
-#[test]
-fn replacements_carry_status_type_headers_and_blob_body() {
+#[tokio::test]
+async fn replacements_carry_status_type_headers_and_blob_body() {
+    use http_body_util::BodyExt;
     let snap = built(input(config(YAML), true), None);
     let RuleAction::Replace(page) = &snap.rules[0].action else {
         panic!("rule 0 is not a replacement");
     };
-    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
-    assert_eq!(page.headers["x-a"], "1");
-    assert_eq!(&page.body[..], b"<h1>down</h1>");
+    let get = http::Method::GET;
+    let none = HeaderMap::new();
+    let response = page.respond(&get, &none).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    assert_eq!(response.headers()["x-a"], "1");
+    let body = response.into_body().collect().await.map(|c| c.to_bytes());
+    assert_eq!(body.ok().as_deref(), Some(&b"<h1>down</h1>"[..]));
 
     // A rule header overrides the source's content type.
     let RuleAction::Replace(note) = &snap.rules[1].action else {
         panic!("rule 1 is not a replacement");
     };
-    assert_eq!(note.headers["content-type"], "application/x-custom");
-    assert_eq!(&note.body[..], b"hi");
+    let response = note.respond(&get, &none).await;
+    assert_eq!(response.headers()["content-type"], "application/x-custom");
+    let body = response.into_body().collect().await.map(|c| c.to_bytes());
+    assert_eq!(body.ok().as_deref(), Some(&b"hi"[..]));
     // Only referenced blobs are kept.
     assert_eq!(snap.blobs.len(), 1);
 }
@@ -103,7 +113,7 @@ fn a_missing_blob_fails_the_build() {
     );
     let msg = err.map(|_| ()).map_err(|e| e.to_string());
     assert!(
-        matches!(&msg, Err(m) if m.contains("rule `file`") && m.contains("not available")),
+        matches!(&msg, Err(m) if m.contains("content source `page`") && m.contains("not available")),
         "{msg:?}"
     );
 }
@@ -140,6 +150,7 @@ fn unchanged_backends_are_reused_and_changed_ones_rebuilt() {
     let RuleAction::Forward {
         backend,
         strip_prefix,
+        ..
     } = &second.rules[2].action
     else {
         panic!("rule 2 is not a forward");

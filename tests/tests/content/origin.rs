@@ -1,0 +1,105 @@
+//! A scriptable HTTP origin for the content tests: counts hits, answers
+//! slowly when asked (so concurrent misses overlap), streams bodies in
+//! separate delayed chunks (so a rewrite sees split matches) and can be
+//! stopped to play a failing origin.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Clone)]
+pub struct Script {
+    /// Delay before the head.
+    pub delay: Duration,
+    pub content_type: &'static str,
+    /// Sent as separate chunks, `gap` apart.
+    pub chunks: Vec<&'static str>,
+    pub gap: Duration,
+}
+
+impl Origin {
+    pub async fn start(script: Script) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        let hits = Arc::new(AtomicU64::new(0));
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            // Owned here, so stopping the origin closes open connections too.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                while connections.try_join_next().is_some() {}
+                let counter = counter.clone();
+                let script = script.clone();
+                connections.spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                        let counter = counter.clone();
+                        let script = script.clone();
+                        async move {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(script.delay).await;
+                            Ok::<_, Infallible>(answer(script))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Origin { addr, hits, task }
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting and closes every open connection.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn answer(script: Script) -> Response<Body> {
+    let gap = script.gap;
+    let stream = futures::stream::unfold(
+        (script.chunks.into_iter(), true),
+        move |(mut chunks, first)| async move {
+            let chunk = chunks.next()?;
+            if !first {
+                tokio::time::sleep(gap).await;
+            }
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(chunk.as_bytes()))),
+                (chunks, false),
+            ))
+        },
+    );
+    Response::builder()
+        .header("content-type", script.content_type)
+        .body(StreamBody::new(stream).boxed())
+        .unwrap_or_else(|_| Response::new(http_body_util::Empty::new().boxed()))
+}
