@@ -18,7 +18,7 @@ file == 1 {
   v_rps[s, w, k] = $4; v_p50[s, w, k] = $5; v_p99[s, w, k] = $6; v_cpu[s, w, k] = $9
   err[s, w] += $7; req[s, w] += $8
   # Noise of the proxy runs (a backend run is counted once per scenario set).
-  if (w != "backend") noise[++nn] = $10 + 0
+  if (w != "backend") { noise[++nn] = $10 + 0; snoise[s, ++snn[s]] = $10 + 0 }
   next
 }
 file == 2 {
@@ -36,6 +36,13 @@ function median(a, s, w,   i, j, c, t, x) {
   for (i = 1; i <= c; i++) x[i] = a[s, w, i] + 0
   for (i = 2; i <= c; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
   return (c % 2) ? x[(c + 1) / 2] : (x[c / 2] + x[c / 2 + 1]) / 2
+}
+# The median noise of a scenario's proxy runs.
+function scen_noise(s,   i, j, c, t, x) {
+  c = snn[s]
+  for (i = 1; i <= c; i++) x[i] = snoise[s, i]
+  for (i = 2; i <= c; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
+  return c ? x[int((c + 1) / 2)] : 0
 }
 function med(a, s, w) {
   if (a == "rps") return median(v_rps, s, w)
@@ -105,6 +112,7 @@ END {
     }
     if (has(s, "nginx") && has(s, "switchyard"))
       line = line sprintf("; Switchyard %.2f vs nginx %.2f µs CPU/req (%s), %s req/s (%s)", med("cpu", s, "switchyard"), med("cpu", s, "nginx"), ratio(med("cpu", s, "switchyard"), med("cpu", s, "nginx")), thousands(med("rps", s, "switchyard")), ratio(med("rps", s, "switchyard"), med("rps", s, "nginx")))
+    if (snn[s] > 0) line = line sprintf("; noise %d%%", scen_noise(s))
     if (s in note) line = line "; " note[s]
     if (line != "") printf "- `%s`: %s\n", s, line
   }

@@ -23,21 +23,20 @@ function kind(i) {
 AWK
 }
 
-# The Switchyard rule that rewrites bodies. Body rewriting is not implemented
-# yet; this is the expected shape. The harness probes it: a control plane that
-# refuses the config (exit 64) or a body that comes back unchanged marks the
-# scenario "not supported yet" for Switchyard. Update the shape here once the
-# feature lands.
+# The Switchyard rule that rewrites bodies (`rewrite_body`, literal find/
+# replace on text/html like nginx's sub_filter). The harness probes it: a
+# control plane that refuses the config (exit 64) or a body that comes back
+# unchanged marks the scenario "not supported yet" for Switchyard.
 sy_rewrite_rule() {
   cat <<EOF2
   - name: rewrite
     match: { path_prefix: /rewrite/ }
-    action:
-      forward:
-        backend: bench
-        rewrite:
-          - find: "$NEEDLE"
-            replace: "$REPLACEMENT"
+    action: { forward: { backend: bench } }
+    rewrite_body:
+      content_types: [text/html]
+      replacements:
+        - find: "$NEEDLE"
+          replace: "$REPLACEMENT"
 EOF2
 }
 

@@ -8,9 +8,15 @@
 //! - [`store`]: the `Store` trait and its sled implementation
 //! - [`content`]: file sources inside the content root, blob index
 //! - [`events`]: the numbered event stream; [`nodes`]: the fleet registry
-//! - [`api`]: REST (axum); [`grpc`]: data-plane Sync and FetchBlob (tonic)
+//! - [`api`]: REST (axum) with auth, rate limit, CORS, problem documents,
+//!   OpenAPI and the `/ws/events` WebSocket
+//! - [`grpc`]: data-plane Sync and FetchBlob, the Admin service, health and
+//!   reflection (tonic)
 //! - [`error`]: the service error, mapped once to HTTP and gRPC
+//! - [`metrics`]: fleet metrics from the nodes' reports; [`alerts`]:
+//!   thresholds evaluated on every metrics tick
 
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod content;

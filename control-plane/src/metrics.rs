@@ -37,6 +37,10 @@ pub struct MetricsHub {
     history: Mutex<History>,
     /// WebSocket subscribers connected now (for `/metrics`).
     pub websocket_clients: AtomicU64,
+    /// Alert state, evaluated on every tick.
+    pub alerts: crate::alerts::Alerts,
+    /// The tick, in ms (0 until [`run`] starts: the default applies).
+    interval_ms: AtomicU64,
 }
 
 impl MetricsHub {
@@ -80,6 +84,14 @@ impl MetricsHub {
         }
     }
 
+    /// Seconds between fine history points (the tick).
+    pub fn resolution_seconds(&self) -> u64 {
+        match self.interval_ms.load(Relaxed) {
+            0 => DEFAULT_INTERVAL.as_secs(),
+            ms => ms.div_ceil(1000),
+        }
+    }
+
     fn lock_history(&self) -> std::sync::MutexGuard<'_, History> {
         self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -111,6 +123,7 @@ impl Service {
             events_published: self.events().last_seq(),
             websocket_clients: hub.websocket_clients.load(Relaxed),
             rss_bytes: rss_bytes(),
+            alerts: hub.alerts.active(),
         };
         prometheus::render(&fleet, &figures)
     }
@@ -215,7 +228,7 @@ impl Service {
             window_seconds: window.as_secs(),
             rule: rule.map(str::to_owned),
             resolution_seconds: match resolution {
-                Resolution::Fine => DEFAULT_INTERVAL.as_secs(),
+                Resolution::Fine => self.metrics_hub().resolution_seconds(),
                 Resolution::Coarse => history::COARSE_STEP.as_secs(),
             },
             points,
@@ -255,9 +268,20 @@ impl Service {
     }
 }
 
-/// Ticks every `interval` until shutdown: a history point and a
-/// `metrics_update` event (the fleet summary, without per-node detail).
-pub async fn run(service: Service, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Ticks every `interval` until shutdown: a history point, a
+/// `metrics_update` event (the fleet summary, without per-node detail) and
+/// an alert evaluation (`alert` / `alert_resolved` events on changes).
+pub async fn run(
+    service: Service,
+    interval: Duration,
+    alerts: crate::alerts::AlertSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = interval.max(Duration::from_millis(10));
+    let hub = service.metrics_hub();
+    hub.interval_ms
+        .store(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX), Relaxed);
+    hub.alerts.configure(alerts);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -268,6 +292,18 @@ pub async fn run(service: Service, interval: Duration, mut shutdown: watch::Rece
         let hub = service.metrics_hub();
         let fleet = hub.fleet(service.nodes());
         hub.record(&fleet);
+        for change in hub.alerts.evaluate(&fleet) {
+            let (kind, data) = change.event();
+            match &change {
+                crate::alerts::Transition::Fired(a) => {
+                    tracing::warn!(alert = a.alert, subject = %a.subject, "{}", a.message);
+                }
+                crate::alerts::Transition::Resolved { alert, .. } => {
+                    tracing::info!(alert = alert.alert, subject = %alert.subject, "alert resolved");
+                }
+            }
+            service.events().publish(kind, data);
+        }
         let summary = service.system_metrics(false);
         match serde_json::to_value(&summary) {
             Ok(data) => {

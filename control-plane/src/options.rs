@@ -68,6 +68,30 @@ pub struct Options {
     /// Largest request body the API accepts (413 above).
     #[arg(long, default_value_t = crate::api::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Tick of history points, `metrics_update` events and alert checks.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub metrics_interval: Duration,
+    /// History the per-rule alerts (error rate, p95) look at.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub alert_window: Duration,
+    /// Rule error-rate alert: percent of 5xx answers above which it fires.
+    #[arg(long, default_value_t = 5.0)]
+    pub alert_error_rate: f64,
+    /// Rule latency alert: p95 in milliseconds above which it fires.
+    #[arg(long, default_value_t = 1000.0)]
+    pub alert_p95_ms: f64,
+    /// Backend alert: percent of healthy servers below which it fires.
+    #[arg(long, default_value_t = 90.0)]
+    pub alert_availability: f64,
+    /// Node alert: percent of its memory limit above which it fires.
+    #[arg(long, default_value_t = 80.0)]
+    pub alert_memory: f64,
+    /// Answers a rule needs in the window before its alerts are judged.
+    #[arg(long, default_value_t = 10)]
+    pub alert_min_requests: u64,
+    /// Percent of the threshold a value must come back past to resolve.
+    #[arg(long, default_value_t = 10.0)]
+    pub alert_hysteresis: f64,
 }
 
 impl Default for Options {
@@ -87,6 +111,14 @@ impl Default for Options {
             rate_limit_burst: None,
             cors_origins: Vec::new(),
             max_body_bytes: crate::api::MAX_BODY_BYTES,
+            metrics_interval: crate::metrics::DEFAULT_INTERVAL,
+            alert_window: Duration::from_secs(60),
+            alert_error_rate: 5.0,
+            alert_p95_ms: 1000.0,
+            alert_availability: 90.0,
+            alert_memory: 80.0,
+            alert_min_requests: 10,
+            alert_hysteresis: 10.0,
         }
     }
 }
@@ -106,6 +138,20 @@ impl Options {
             rate_limit,
             cors_origins: self.cors_origins.clone(),
             max_body_bytes: self.max_body_bytes,
+        }
+    }
+
+    /// The alert thresholds these options ask for (percentages become
+    /// fractions).
+    pub fn alert_settings(&self) -> crate::alerts::AlertSettings {
+        crate::alerts::AlertSettings {
+            window: self.alert_window,
+            error_rate: self.alert_error_rate / 100.0,
+            p95_ms: self.alert_p95_ms,
+            availability: self.alert_availability / 100.0,
+            memory: self.alert_memory / 100.0,
+            min_requests: self.alert_min_requests,
+            hysteresis: self.alert_hysteresis / 100.0,
         }
     }
 

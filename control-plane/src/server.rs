@@ -103,6 +103,9 @@ pub struct Prepared {
     watch: Option<WatchPaths>,
     /// REST middleware settings (auth, rate limit, CORS, body limit).
     api: crate::api::ApiConfig,
+    /// The metrics tick and the alert thresholds.
+    metrics_interval: std::time::Duration,
+    alerts: crate::alerts::AlertSettings,
 }
 
 impl ControlPlane {
@@ -178,6 +181,8 @@ impl ControlPlane {
             service,
             watch,
             api: options.api_config(),
+            metrics_interval: options.metrics_interval,
+            alerts: options.alert_settings(),
         })
     }
 }
@@ -266,7 +271,8 @@ impl Prepared {
         };
         let metrics_task = tokio::spawn(crate::metrics::run(
             service.clone(),
-            crate::metrics::DEFAULT_INTERVAL,
+            self.metrics_interval,
+            self.alerts,
             stop_rx.clone(),
         ));
         crate::telemetry::start_metrics(&service);

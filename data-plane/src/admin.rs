@@ -73,12 +73,16 @@ async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
         control_plane_connected: state.sync.connected(),
         server_health,
     };
+    let mut text = prometheus::render(&state.metrics, gauges);
+    if let Some(s) = &snapshot {
+        crate::metrics::families::render_caches(&mut text, &s.content.stats());
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        prometheus::render(&state.metrics, gauges),
+        text,
     )
         .into_response()
 }

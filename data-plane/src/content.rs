@@ -71,7 +71,7 @@ struct SourceKey {
 #[derive(Debug)]
 enum SourceKind {
     Static(Arc<Prepared>),
-    Remote(RemoteCache),
+    Remote(Box<RemoteCache>),
 }
 
 /// Every content source of one snapshot, by name.
@@ -153,7 +153,7 @@ impl ContentSet {
                         .content_type
                         .as_deref()
                         .and_then(|ct| HeaderValue::from_str(ct).ok());
-                    SourceKind::Remote(
+                    SourceKind::Remote(Box::new(
                         RemoteCache::new(
                             &source.name,
                             spec,
@@ -164,7 +164,7 @@ impl ContentSet {
                             events.clone(),
                         )
                         .map_err(err)?,
-                    )
+                    ))
                 }
             };
             out.insert(

@@ -9,12 +9,28 @@ pub mod process;
 pub mod prometheus;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How many distinct status codes a rule counts exactly; rarer codes are
 /// still counted in their class.
 const STATUS_SLOTS: usize = 8;
+
+/// Off with `--no-request-metrics`: per-request rule and upstream
+/// recording is skipped (a benchmark baseline for the cost of metrics).
+/// Process-wide because a process runs one data plane.
+static REQUEST_METRICS_OFF: AtomicBool = AtomicBool::new(false);
+
+/// Turns per-request recording on or off for this process.
+pub fn set_request_metrics(on: bool) {
+    REQUEST_METRICS_OFF.store(!on, Relaxed);
+}
+
+/// Whether requests are recorded (one relaxed load on the request path).
+#[inline]
+pub fn request_metrics_on() -> bool {
+    !REQUEST_METRICS_OFF.load(Relaxed)
+}
 
 /// All counters of one data plane process.
 #[derive(Debug, Default)]

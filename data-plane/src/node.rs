@@ -48,6 +48,7 @@ impl DataPlane {
                 reason,
             }
         })?;
+        crate::metrics::set_request_metrics(!options.no_request_metrics);
         let (events, events_rx) = EventSink::channel();
         let state = Arc::new(NodeState {
             node_id,

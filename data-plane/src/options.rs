@@ -56,6 +56,11 @@ pub struct Options {
     /// How often a metrics report is sent to the control plane.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub metrics_interval: Duration,
+
+    /// Do not record per-request metrics (rule and upstream counters,
+    /// latency histograms); a baseline for measuring their cost.
+    #[arg(long)]
+    pub no_request_metrics: bool,
 }
 
 impl Default for Options {
@@ -71,6 +76,7 @@ impl Default for Options {
             worker_threads: None,
             shutdown_grace: Duration::from_secs(10),
             metrics_interval: Duration::from_secs(5),
+            no_request_metrics: false,
         }
     }
 }

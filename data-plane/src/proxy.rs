@@ -6,6 +6,7 @@ pub mod error;
 pub mod forward;
 pub mod headers;
 pub mod rule;
+pub mod upgrade;
 pub mod upstream_body;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -37,6 +38,14 @@ impl Proxy {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The client limits of the current snapshot (defaults before one).
+    pub fn limits(&self) -> switchyard_shared::config::Limits {
+        self.snapshots
+            .load()
+            .map(|s| s.config.limits.clone())
+            .unwrap_or_default()
     }
 
     /// Answers one request; never fails (errors become responses).

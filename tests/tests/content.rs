@@ -81,7 +81,11 @@ rules:
     assert_eq!(h["content-length"], "4000");
     let etag = h["etag"].to_str().expect("etag").to_owned();
     let sha = hex(&Sha256::digest(html.as_bytes()));
-    assert_eq!(etag, format!("\"{}\"", &sha[..32]), "strong tag from the sha256");
+    assert_eq!(
+        etag,
+        format!("\"{}\"", &sha[..32]),
+        "strong tag from the sha256"
+    );
     let last_modified = h["last-modified"].to_str().expect("date").to_owned();
     assert_eq!(r.text().await.expect("body"), html);
 
@@ -215,8 +219,7 @@ async fn traversal_and_address_policy_attempts_are_rejected() {
     let outside = tempfile::tempdir().expect("outside");
     std::fs::write(outside.path().join("secret.txt"), "secret").expect("secret");
     #[cfg(unix)]
-    std::os::unix::fs::symlink(outside.path(), dir.path().join("content/escape"))
-        .expect("symlink");
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("content/escape")).expect("symlink");
     // No allow_loopback: the loopback origin must be refused.
     let config = write(
         dir.path(),
@@ -388,22 +391,26 @@ rules:
     assert_eq!(event["data"]["node_id"], "node-1");
 
     // Stats, per node and summed.
-    let stats: Value = eventually("stale counted in stats", Duration::from_secs(20), || async {
-        let v: Value = http
-            .get(cp.api("/api/content/cache/stats"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let css = v["totals"]
-            .as_array()?
-            .iter()
-            .find(|c| c["source"] == "css")?
-            .clone();
-        (css["stale_served"].as_u64()? >= 1).then_some(v)
-    })
+    let stats: Value = eventually(
+        "stale counted in stats",
+        Duration::from_secs(20),
+        || async {
+            let v: Value = http
+                .get(cp.api("/api/content/cache/stats"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let css = v["totals"]
+                .as_array()?
+                .iter()
+                .find(|c| c["source"] == "css")?
+                .clone();
+            (css["stale_served"].as_u64()? >= 1).then_some(v)
+        },
+    )
     .await;
     let css = stats["totals"]
         .as_array()
@@ -427,7 +434,11 @@ rules:
     assert_eq!(r["nodes_total"], 1, "{r}");
     assert_eq!(r["nodes_confirmed"], 1, "{r}");
     assert_eq!(r["nodes"][0]["cleared_entries"], 1, "{r}");
-    let r = http.get(dp.proxy("/site.css")).send().await.expect("fallback");
+    let r = http
+        .get(dp.proxy("/site.css"))
+        .send()
+        .await
+        .expect("fallback");
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.expect("body"), "/* unavailable */");
     let r = http
@@ -518,8 +529,7 @@ async fn a_100_mib_file_reaches_two_data_planes_intact() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("content")).expect("content dir");
     // Written in 1 MiB blocks that all differ, hashed on the way.
-    let mut file =
-        std::fs::File::create(dir.path().join("content/big.bin")).expect("big file");
+    let mut file = std::fs::File::create(dir.path().join("content/big.bin")).expect("big file");
     let mut hasher = Sha256::new();
     let mut block = vec![0u8; 1 << 20];
     for i in 0..(SIZE >> 20) {

@@ -26,6 +26,20 @@ pub(super) struct Running {
     server: tokio::task::JoinHandle<Result<(), crate::server::ServeError>>,
 }
 
+impl Running {
+    /// Triggers shutdown and waits (bounded) for `serve` to return Ok.
+    pub(super) async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(Duration::from_secs(5), &mut self.server)
+            .await
+            .expect("server stops in time")
+            .expect("join");
+        result.expect("serve ok");
+    }
+}
+
 pub(super) async fn start() -> Running {
     start_with(|_| {}).await
 }

@@ -172,7 +172,7 @@ async fn admin_service_uses_the_same_change_path_and_error_codes() {
 async fn websocket_events_filter_and_resume() {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
-    let cp = start().await;
+    let mut cp = start().await;
     cp.service
         .edit::<switchyard_shared::config::Rule>(
             ChangeMeta::new("test", "delete_rule"),
@@ -209,6 +209,17 @@ async fn websocket_events_filter_and_resume() {
     assert_eq!(second["data"]["version"], 3);
     assert!(second["seq"].as_u64().expect("seq") > seq);
     assert!(second["timestamp"].is_string());
+    drop(next_event);
+
+    // Shutdown closes the socket instead of waiting for the client.
+    cp.stop().await;
+    let end = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ struct Latest {
     applied_version: u64,
     active_connections: u64,
     rss_bytes: u64,
+    memory_limit_bytes: u64,
     totals: Totals,
     servers: BTreeMap<(String, String), ServerState>,
 }
@@ -46,6 +47,8 @@ pub struct NodeFigures {
     pub applied_version: u64,
     pub active_connections: u64,
     pub rss_bytes: u64,
+    /// The node's memory limit (0: not reported).
+    pub memory_limit_bytes: u64,
     /// Since the node was first seen, restarts included.
     pub totals: Totals,
     pub servers: BTreeMap<(String, String), ServerState>,
@@ -110,6 +113,7 @@ impl Aggregator {
             applied_version: report.applied_version,
             active_connections: report.active_connections,
             rss_bytes: report.rss_bytes,
+            memory_limit_bytes: report.memory_limit_bytes,
             totals,
             servers,
         });
@@ -154,6 +158,7 @@ impl Aggregator {
                     0
                 },
                 rss_bytes: latest.rss_bytes,
+                memory_limit_bytes: latest.memory_limit_bytes,
                 totals,
                 servers: latest.servers.clone(),
             });

@@ -24,6 +24,8 @@ pub struct ControlPlaneFigures {
     pub events_published: u64,
     pub websocket_clients: u64,
     pub rss_bytes: Option<u64>,
+    /// Alerts firing now.
+    pub alerts: Vec<crate::alerts::ActiveAlert>,
 }
 
 struct Page(String);
@@ -124,6 +126,19 @@ pub fn render(fleet: &FleetSnapshot, cp: &ControlPlaneFigures) -> String {
             "Resident memory size of the control plane in bytes.",
         );
         p.sample("process_resident_memory_bytes", &[], rss);
+    }
+
+    p.family(
+        "switchyard_alerts_firing",
+        "gauge",
+        "Alerts firing now (1 per alert and subject; resolved alerts leave).",
+    );
+    for a in &cp.alerts {
+        p.sample(
+            "switchyard_alerts_firing",
+            &[("alert", a.alert), ("subject", &a.subject)],
+            1,
+        );
     }
 
     node_families(&mut p, fleet);

@@ -31,8 +31,11 @@ pub struct Components {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthView {
-    /// `ok` when every required component works, else `unavailable`.
+    /// `unavailable` when a required component is down (HTTP 503), else
+    /// `degraded` while an alert fires, else `ok`.
     pub status: &'static str,
+    /// Alerts firing now (see `alert` events).
+    pub alerts: Vec<crate::alerts::ActiveAlert>,
     pub version: u64,
     pub components: Components,
     /// Fleet traffic, from the same data as `/api/metrics`.
@@ -78,8 +81,14 @@ impl Service {
                 .count(),
         };
         let ok = storage.status == "ok" && grpc.status == "ok";
+        let alerts = self.metrics_hub().alerts.active();
         HealthView {
-            status: if ok { "ok" } else { "unavailable" },
+            status: match (ok, alerts.is_empty()) {
+                (false, _) => "unavailable",
+                (true, false) => "degraded",
+                (true, true) => "ok",
+            },
+            alerts,
             version: desired,
             traffic: self.traffic_summary(),
             components: Components {

@@ -41,6 +41,8 @@ pub struct StatusView {
     pub nodes: Vec<NodeBrief>,
     /// Fleet traffic, from the same data as `/api/metrics`.
     pub traffic: crate::metrics::TrafficSummary,
+    /// Alerts firing now.
+    pub alerts: Vec<crate::alerts::ActiveAlert>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -160,6 +162,7 @@ impl Service {
             build: env!("CARGO_PKG_VERSION"),
             last_event_seq: self.events().last_seq(),
             traffic: self.traffic_summary(),
+            alerts: self.metrics_hub().alerts.active(),
             counts: Counts {
                 listeners: cfg.listeners.len(),
                 backends: cfg.backends.len(),

@@ -205,9 +205,7 @@ impl Resolve for PolicyResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = all
                 .into_iter()
                 .partition(|a| remote_address_allowed(a.ip(), &policy));
@@ -217,10 +215,8 @@ impl Resolve for PolicyResolver {
                     .map(|a| a.ip().to_string())
                     .collect::<Vec<_>>()
                     .join(", ");
-                return Err(Box::new(FetchError::RefusedName {
-                    host,
-                    ips,
-                }) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(Box::new(FetchError::RefusedName { host, ips })
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             let addrs: Addrs = Box::new(allowed.into_iter());
             Ok(addrs)

@@ -94,7 +94,8 @@ impl RemoteCache {
                 Err(error) => {
                     self.stats.fetch_errors.fetch_add(1, Relaxed);
                     tracing::warn!(source = %self.name, %error, "remote content fetch failed");
-                    self.events.content_fetch_failed(&self.name, error.to_string());
+                    self.events
+                        .content_fetch_failed(&self.name, error.to_string());
                     *lock(&self.failure) = Some(Failure {
                         at: Instant::now(),
                         error: error.clone(),

@@ -134,13 +134,15 @@ pub fn respond(
                 RangeAnswer::Unsatisfiable => {
                     headers.insert(CONTENT_RANGE, header(&format!("bytes */{len}")));
                     headers.insert(ETAG, p.etag.clone());
-                    return build(StatusCode::RANGE_NOT_SATISFIABLE, headers, Bytes::new(), false);
+                    return build(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        headers,
+                        Bytes::new(),
+                        false,
+                    );
                 }
                 RangeAnswer::Range(start, end) => {
-                    headers.insert(
-                        CONTENT_RANGE,
-                        header(&format!("bytes {start}-{end}/{len}")),
-                    );
+                    headers.insert(CONTENT_RANGE, header(&format!("bytes {start}-{end}/{len}")));
                     headers.insert(ETAG, p.etag.clone());
                     // In range: `parse_range` keeps end < len.
                     let body = p.body.slice(start as usize..=end as usize);
@@ -167,7 +169,12 @@ pub fn respond(
 
 /// A response whose Content-Length is always explicit, so HEAD announces
 /// the length of the body it leaves out.
-fn build(status: StatusCode, mut headers: HeaderMap, body: Bytes, head: bool) -> Response<ProxyBody> {
+fn build(
+    status: StatusCode,
+    mut headers: HeaderMap,
+    body: Bytes,
+    head: bool,
+) -> Response<ProxyBody> {
     if status != StatusCode::NOT_MODIFIED {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len() as u64));
     }

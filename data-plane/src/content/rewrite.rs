@@ -102,8 +102,13 @@ impl CompiledRewrite {
         let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
             return false;
         };
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        self.content_types.iter().any(|t| *t == essence)
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        self.content_types.contains(&essence)
     }
 
     /// Wraps the response body when the rewrite applies; otherwise returns

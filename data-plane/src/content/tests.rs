@@ -51,7 +51,13 @@ async fn body(r: http::Response<ProxyBody>) -> Bytes {
 }
 
 fn get(p: &Prepared, headers: &[(HeaderName, &str)]) -> http::Response<ProxyBody> {
-    respond(p, StatusCode::OK, &HeaderMap::new(), &Method::GET, &req(headers))
+    respond(
+        p,
+        StatusCode::OK,
+        &HeaderMap::new(),
+        &Method::GET,
+        &req(headers),
+    )
 }
 
 #[tokio::test]
@@ -103,10 +109,17 @@ async fn conditional_requests_answer_304() {
         get(&p, &[(IF_MODIFIED_SINCE, same)]).status(),
         StatusCode::NOT_MODIFIED
     );
-    assert_eq!(get(&p, &[(IF_MODIFIED_SINCE, before)]).status(), StatusCode::OK);
+    assert_eq!(
+        get(&p, &[(IF_MODIFIED_SINCE, before)]).status(),
+        StatusCode::OK
+    );
     // If-None-Match wins over If-Modified-Since.
     assert_eq!(
-        get(&p, &[(IF_NONE_MATCH, "\"other\""), (IF_MODIFIED_SINCE, same)]).status(),
+        get(
+            &p,
+            &[(IF_NONE_MATCH, "\"other\""), (IF_MODIFIED_SINCE, same)]
+        )
+        .status(),
         StatusCode::OK
     );
     // A rule status other than 200 is always sent whole.
@@ -144,7 +157,10 @@ async fn single_ranges_give_206_and_unsatisfiable_ones_416() {
     assert_eq!(r.status(), StatusCode::OK);
     // Inline sources offer no ranges.
     let inline = prepared(text(1000), false);
-    assert_eq!(get(&inline, &[(RANGE, "bytes=0-1")]).status(), StatusCode::OK);
+    assert_eq!(
+        get(&inline, &[(RANGE, "bytes=0-1")]).status(),
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -218,9 +234,18 @@ async fn gzip_and_brotli_are_negotiated_with_vary() {
 async fn rule_headers_override_the_content_type() {
     let p = prepared(text(10), false);
     let mut extra = HeaderMap::new();
-    extra.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-custom"));
+    extra.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-custom"),
+    );
     extra.insert("x-a", HeaderValue::from_static("1"));
-    let r = respond(&p, StatusCode::CREATED, &extra, &Method::GET, &HeaderMap::new());
+    let r = respond(
+        &p,
+        StatusCode::CREATED,
+        &extra,
+        &Method::GET,
+        &HeaderMap::new(),
+    );
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.headers()[CONTENT_TYPE], "application/x-custom");
     assert_eq!(r.headers()["x-a"], "1");
@@ -268,7 +293,11 @@ fn literal_and_regex_matches_are_found_across_every_chunk_boundary() {
     for i in 0..=input.len() {
         assert_eq!(run_chunks(&rw, input, &[i]), expected, "split at {i}");
         for j in i..=input.len() {
-            assert_eq!(run_chunks(&rw, input, &[i, j]), expected, "split at {i},{j}");
+            assert_eq!(
+                run_chunks(&rw, input, &[i, j]),
+                expected,
+                "split at {i},{j}"
+            );
         }
     }
     // One byte at a time.
@@ -351,7 +380,13 @@ async fn unchanged_sources_keep_their_runtime_and_changed_ones_do_not() {
     assert!(ContentSet::same_runtime(&first, &second, "a"));
     assert!(!ContentSet::same_runtime(&first, &second, "b"));
     let r = second
-        .serve("b", StatusCode::OK, &HeaderMap::new(), &Method::GET, &HeaderMap::new())
+        .serve(
+            "b",
+            StatusCode::OK,
+            &HeaderMap::new(),
+            &Method::GET,
+            &HeaderMap::new(),
+        )
         .await;
     assert_eq!(r.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
     assert_eq!(body(r).await, "TWO");
@@ -364,7 +399,13 @@ async fn unchanged_sources_keep_their_runtime_and_changed_ones_do_not() {
 async fn an_unknown_source_answers_502() {
     let set = source_set(vec![], None);
     let r = set
-        .serve("x", StatusCode::OK, &HeaderMap::new(), &Method::GET, &HeaderMap::new())
+        .serve(
+            "x",
+            StatusCode::OK,
+            &HeaderMap::new(),
+            &Method::GET,
+            &HeaderMap::new(),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     assert!(set.clear(Some("x")).is_err());

@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
+use switchyard_shared::proto;
+
 use super::histogram::{HistogramSnapshot, PROMETHEUS_BOUNDS_US};
 use super::process::ProcessStats;
 use super::Metrics;
@@ -117,6 +119,60 @@ pub fn render(out: &mut String, metrics: &Metrics) {
             "Number of open file descriptors.",
         );
         let _ = writeln!(out, "process_open_fds {fds}");
+    }
+}
+
+/// Content cache figures per source (from the applied snapshot).
+pub fn render_caches(out: &mut String, caches: &[proto::CacheStats]) {
+    type Read = fn(&proto::CacheStats) -> u64;
+    let families: [(&str, &str, &str, Read); 6] = [
+        (
+            "switchyard_cache_hits_total",
+            "counter",
+            "Content cache hits, by source.",
+            |c| c.hits,
+        ),
+        (
+            "switchyard_cache_misses_total",
+            "counter",
+            "Content cache misses, by source.",
+            |c| c.misses,
+        ),
+        (
+            "switchyard_cache_stale_served_total",
+            "counter",
+            "Stale content served, by source.",
+            |c| c.stale_served,
+        ),
+        (
+            "switchyard_cache_fetch_errors_total",
+            "counter",
+            "Failed content fetches, by source.",
+            |c| c.fetch_errors,
+        ),
+        (
+            "switchyard_cache_entries",
+            "gauge",
+            "Content cache entries, by source.",
+            |c| c.entries,
+        ),
+        (
+            "switchyard_cache_bytes",
+            "gauge",
+            "Content cache size in bytes, by source.",
+            |c| c.bytes,
+        ),
+    ];
+    for (name, kind, help, read) in families {
+        family(out, name, kind, help);
+        for c in caches {
+            let _ = writeln!(
+                out,
+                "{name}{{source=\"{}\"}} {}",
+                escape(&c.source),
+                read(c)
+            );
+        }
     }
 }
 

@@ -16,6 +16,43 @@ pub struct ProcessStats {
     pub open_fds: Option<u64>,
 }
 
+/// The memory this process may use: the cgroup v2 `memory.max` of its own
+/// cgroup (or of the root `/sys/fs/cgroup`) when it is a number, else the
+/// host's `MemTotal`. `None` off Linux.
+pub fn memory_limit_bytes() -> Option<u64> {
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        })
+        .map(|path| format!("/sys/fs/cgroup{}/memory.max", path.trim_end_matches('/')));
+    let cgroup = own
+        .into_iter()
+        .chain(std::iter::once("/sys/fs/cgroup/memory.max".to_owned()))
+        .find_map(|file| parse_memory_max(&std::fs::read_to_string(file).ok()?));
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| parse_mem_total(&m));
+    match (cgroup, total) {
+        // A limit above the host's memory cannot be reached.
+        (Some(c), Some(t)) => Some(c.min(t)),
+        (c, t) => c.or(t),
+    }
+}
+
+/// `memory.max` holds a byte count, or `max` for no limit.
+fn parse_memory_max(text: &str) -> Option<u64> {
+    text.trim().parse().ok().filter(|v| *v > 0)
+}
+
+/// `MemTotal:` of `/proc/meminfo`, in bytes.
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 impl ProcessStats {
     pub fn read() -> Self {
         Self {
@@ -70,6 +107,12 @@ mod tests {
             Some(2 * 1024 * 1024)
         );
         assert_eq!(parse_rss("Name:\tx\n"), None);
+        assert_eq!(parse_memory_max("1073741824\n"), Some(1 << 30));
+        assert_eq!(parse_memory_max("max\n"), None);
+        assert_eq!(
+            parse_mem_total("MemTotal:       16384 kB\nMemFree: 1 kB\n"),
+            Some(16 * 1024 * 1024)
+        );
     }
 
     #[test]
@@ -78,6 +121,7 @@ mod tests {
             let s = ProcessStats::read();
             assert!(s.rss_bytes.is_some_and(|b| b > 0));
             assert!(s.cpu_seconds.is_some());
+            assert!(memory_limit_bytes().is_some_and(|b| b > 0));
         }
     }
 }

@@ -18,6 +18,7 @@ use switchyard_shared::config::{HashOn, HostHeader, RetryOn, UpstreamProtocol};
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::headers::{add_forwarded, ensure_host, remove_hop_by_hop, HeaderEdits};
+use super::upgrade;
 use super::upstream_body::UpstreamBody;
 use crate::backend::breaker::CircuitState;
 use crate::backend::outlier::now_ms;
@@ -56,7 +57,14 @@ pub async fn forward(
         UpstreamProtocol::Http1 => Version::HTTP_11,
         UpstreamProtocol::Http2 => Version::HTTP_2,
     };
+    let upgrade = match backend.spec.protocol {
+        UpstreamProtocol::Http1 => upgrade::take(&parts.headers, &mut parts.extensions),
+        UpstreamProtocol::Http2 => None,
+    };
     remove_hop_by_hop(&mut parts.headers);
+    if let Some(u) = &upgrade {
+        u.restore(&mut parts.headers);
+    }
     match &backend.spec.host_header {
         HostHeader::Preserve => ensure_host(&mut parts.headers, host),
         // Set per try: the server may change.
@@ -115,7 +123,10 @@ pub async fn forward(
             || attempt >= policy.max_retries
             || !backend.retry_budget.withdraw(now_ms())
         {
-            return result;
+            return match upgrade {
+                Some(u) => result.map(|r| u.splice(r)),
+                None => result,
+            };
         }
         tracing::debug!(server = %server.address, attempt, "retrying");
         drop(result);
@@ -257,7 +268,9 @@ async fn send(
     let timeout = backend.try_timeout();
     let sent = std::time::Instant::now();
     let result = tokio::time::timeout(timeout, backend.client.request(req)).await;
-    server.metrics.latency.record(sent.elapsed());
+    if crate::metrics::request_metrics_on() {
+        server.metrics.latency.record(sent.elapsed());
+    }
     drop(in_flight);
     match result {
         Ok(Ok(response)) => {

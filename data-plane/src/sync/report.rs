@@ -64,6 +64,7 @@ pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
             .map(|s| s.content.stats())
             .unwrap_or_default(),
         applied_version: state.snapshots.load().map_or(0, |s| s.version()),
+        memory_limit_bytes: crate::metrics::process::memory_limit_bytes().unwrap_or(0),
     }
 }
 

@@ -35,11 +35,13 @@ pub fn finish_request<B: Body>(
     span: Option<RequestSpan>,
 ) {
     let status = response.status().as_u16();
-    let bytes_out = response.body().size_hint().exact().unwrap_or(0);
-    metrics.record(status);
-    metrics.latency.record(started.elapsed());
-    metrics.bytes_in.fetch_add(bytes_in, Relaxed);
-    metrics.bytes_out.fetch_add(bytes_out, Relaxed);
+    if crate::metrics::request_metrics_on() {
+        let bytes_out = response.body().size_hint().exact().unwrap_or(0);
+        metrics.record(status);
+        metrics.latency.record(started.elapsed());
+        metrics.bytes_in.fetch_add(bytes_in, Relaxed);
+        metrics.bytes_out.fetch_add(bytes_out, Relaxed);
+    }
     if let Some(span) = span {
         span.end(status);
     }

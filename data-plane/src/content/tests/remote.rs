@@ -151,7 +151,13 @@ fn source(name: &str, spec: RemoteSource) -> ContentSource {
 
 async fn serve(set: &ContentSet, name: &str) -> (StatusCode, Bytes) {
     let r = set
-        .serve(name, StatusCode::OK, &HeaderMap::new(), &Method::GET, &HeaderMap::new())
+        .serve(
+            name,
+            StatusCode::OK,
+            &HeaderMap::new(),
+            &Method::GET,
+            &HeaderMap::new(),
+        )
         .await;
     (r.status(), body(r).await)
 }
@@ -296,10 +302,16 @@ async fn redirects_are_followed_within_the_limit_and_rechecked() {
     // A redirect to a refused address is checked like the first URL.
     hop.set(Answer::Redirect("http://10.1.2.3/internal".to_owned()));
     let refused = fetch(hop.url("/"), loopback(), 3).await;
-    assert!(matches!(refused, Err(FetchError::Refused { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(FetchError::Refused { .. })),
+        "{refused:?}"
+    );
     hop.set(Answer::Redirect("ftp://example.com/x".to_owned()));
     let scheme = fetch(hop.url("/"), loopback(), 3).await;
-    assert!(matches!(scheme, Err(FetchError::Scheme { .. })), "{scheme:?}");
+    assert!(
+        matches!(scheme, Err(FetchError::Scheme { .. })),
+        "{scheme:?}"
+    );
     assert_eq!(target.hits.load(SeqCst), 1);
 }
 
@@ -309,7 +321,10 @@ async fn bodies_over_the_size_limit_and_slow_origins_fail() {
     let mut spec = remote(&big.url("/"));
     spec.max_size = 100;
     let f = Fetcher::new(&spec, &loopback()).unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(f.fetch().await, Err(FetchError::TooLarge { limit: 100, .. })));
+    assert!(matches!(
+        f.fetch().await,
+        Err(FetchError::TooLarge { limit: 100, .. })
+    ));
 
     let slow = Origin::start(Answer::Body("late"), Duration::from_secs(5)).await;
     let mut spec = remote(&slow.url("/"));
