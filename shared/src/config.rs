@@ -20,6 +20,7 @@ pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
 
 /// The whole configuration. Rules are ordered: the first match wins.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -41,6 +42,7 @@ pub struct Config {
 /// An address the data planes accept traffic on (unless a data plane is
 /// started with explicit `--listen` addresses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     pub name: String,
@@ -49,6 +51,7 @@ pub struct Listener {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LoadBalancing {
     #[default]
@@ -61,6 +64,7 @@ pub enum LoadBalancing {
 
 /// A named group of upstream servers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Backend {
     pub name: String,
@@ -97,6 +101,7 @@ pub struct Backend {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// `host:port` of the upstream.
@@ -111,16 +116,20 @@ fn default_weight() -> u32 {
 
 /// Per-backend timeouts, written humanely (`5s`, `250ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
     /// Establishing the TCP connection to a server.
     #[serde(default = "Timeouts::default_connect", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub connect: Duration,
     /// From sending the request to receiving the response head.
     #[serde(default = "Timeouts::default_request", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub request: Duration,
     /// How long an unused pooled upstream connection is kept.
     #[serde(default = "Timeouts::default_idle", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub idle: Duration,
     /// Each try's limit when retries are on (default: `request`).
     #[serde(
@@ -128,6 +137,7 @@ pub struct Timeouts {
         skip_serializing_if = "Option::is_none",
         with = "humantime_serde"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub per_try: Option<Duration>,
 }
 
@@ -157,6 +167,7 @@ impl Default for Timeouts {
 /// Content a `replace` rule (or a fallback) answers with. Exactly one of
 /// `file`, `inline` and `remote` is set (validation enforces it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ContentSource {
     pub name: String,
@@ -229,6 +240,7 @@ fn with_utf8_charset(essence: &str) -> String {
 
 /// One routing rule: a match and what to do with matching requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub name: String,
@@ -253,6 +265,7 @@ pub struct Rule {
 
 /// All present conditions must hold. An empty match matches everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleMatch {
     /// Exact hosts (`api.example.com`) or wildcards (`*.example.com`,
@@ -296,6 +309,7 @@ impl RuleMatch {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     Forward(ForwardAction),
@@ -303,6 +317,7 @@ pub enum Action {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ForwardAction {
     pub backend: String,
@@ -316,6 +331,7 @@ pub struct ForwardAction {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceAction {
     pub source: String,

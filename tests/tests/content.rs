@@ -25,8 +25,12 @@ fn write(dir: &Path, yaml: &str) -> PathBuf {
 }
 
 async fn wait_ready(dp: &DataPlane) {
+    wait_ready_within(dp, Duration::from_secs(60)).await;
+}
+
+async fn wait_ready_within(dp: &DataPlane, within: Duration) {
     let http = client();
-    eventually("data plane ready", Duration::from_secs(60), || async {
+    eventually("data plane ready", within, || async {
         let r = http.get(dp.admin("/readyz")).send().await.ok()?;
         r.status().is_success().then_some(())
     })
@@ -531,11 +535,12 @@ async fn a_100_mib_file_reaches_two_data_planes_intact() {
     // Written in 1 MiB blocks that all differ, hashed on the way.
     let mut file = std::fs::File::create(dir.path().join("content/big.bin")).expect("big file");
     let mut hasher = Sha256::new();
-    let mut block = vec![0u8; 1 << 20];
+    let mut block: Vec<u8> = (0..1u32 << 20)
+        .map(|j| (j.wrapping_mul(7) >> 3) as u8)
+        .collect();
     for i in 0..(SIZE >> 20) {
-        for (j, b) in block.iter_mut().enumerate() {
-            *b = (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8;
-        }
+        // Each block starts with its number, so a misplaced block shows.
+        block[..8].copy_from_slice(&(i as u64).to_le_bytes());
         hasher.update(&block);
         file.write_all(&block).expect("write block");
     }
@@ -556,9 +561,16 @@ rules:
     let cp = ControlPlane::start(dir.path(), &config);
     let dp1 = DataPlane::start(dir.path(), "node-1", &cp.grpc_url());
     let dp2 = DataPlane::start(dir.path(), "node-2", &cp.grpc_url());
-    wait_ready(&dp1).await;
-    wait_ready(&dp2).await;
-    let http = client();
+    // Debug builds hash slowly (control plane once, each node to verify):
+    // about 40 s on two busy cores.
+    wait_ready_within(&dp1, Duration::from_secs(240)).await;
+    wait_ready_within(&dp2, Duration::from_secs(240)).await;
+    // 100 MiB through debug builds can take longer than the usual 20 s.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(180))
+        .build()
+        .expect("client");
     for dp in [&dp1, &dp2] {
         let r = http.get(dp.proxy("/big.bin")).send().await.expect("big");
         assert_eq!(r.status(), 200);

@@ -604,3 +604,268 @@ rules:
     assert_eq!(headers["x-switchyard-error"], "request-timeout");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// A WebSocket server echoing text messages in upper case.
+async fn websocket_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use futures::SinkExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Text(t) = msg {
+                        let upper = t.to_uppercase();
+                        if ws.send(Message::text(upper)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_and_grpc_pass_through_with_real_clients() {
+    use futures::SinkExt;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let (ws_addr, ws_task) = websocket_backend().await;
+    // A real tonic server (gRPC health) on h2c.
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("shop", tonic_health::ServingStatus::Serving)
+        .await;
+    let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let grpc_addr = grpc_listener.local_addr().expect("addr");
+    let grpc_task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+                grpc_listener,
+            ))
+            .await;
+    });
+    let yaml = format!(
+        r#"
+backends:
+  - name: ws
+    servers: [{{ address: "{ws_addr}" }}]
+  - name: grpc
+    protocol: http2
+    servers: [{{ address: "{grpc_addr}" }}]
+rules:
+  - name: ws
+    match: {{ path_prefix: /ws }}
+    action: {{ forward: {{ backend: ws }} }}
+  - name: grpc
+    match: {{ path_prefix: /grpc.health.v1.Health/ }}
+    action: {{ forward: {{ backend: grpc }} }}
+"#
+    );
+    let s = stack(&yaml).await;
+
+    // WebSocket: the upgrade goes through and frames flow both ways.
+    let url = s.dp.proxy("/ws").replacen("http://", "ws://", 1);
+    let (mut ws, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket through the proxy");
+    assert_eq!(response.status().as_u16(), 101);
+    for word in ["hello", "switchyard"] {
+        ws.send(Message::text(word)).await.expect("send");
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("reply in time")
+            .expect("open")
+            .expect("message");
+        assert_eq!(reply, Message::text(word.to_uppercase()));
+    }
+    ws.close(None).await.expect("close");
+
+    // gRPC: unary calls, statuses carried in trailers, and a server stream.
+    let channel = tonic::transport::Channel::from_shared(s.dp.proxy(""))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("grpc through the proxy");
+    let mut client = HealthClient::new(channel);
+    let ok = client
+        .check(HealthCheckRequest {
+            service: "shop".into(),
+        })
+        .await
+        .expect("check");
+    assert_eq!(ok.into_inner().status, ServingStatus::Serving as i32);
+    let missing = client
+        .check(HealthCheckRequest {
+            service: "nope".into(),
+        })
+        .await
+        .expect_err("unknown service");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let mut watch = client
+        .watch(HealthCheckRequest {
+            service: "shop".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.expect("stream").expect("message");
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    reporter
+        .set_service_status("shop", tonic_health::ServingStatus::NotServing)
+        .await;
+    let second = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("update in time")
+        .expect("stream")
+        .expect("message");
+    assert_eq!(second.status, ServingStatus::NotServing as i32);
+    ws_task.abort();
+    grpc_task.abort();
+}
+
+const GIB: u64 = 1 << 30;
+const CHUNK: usize = 64 * 1024;
+
+/// A backend that drains uploads (answering the byte count) and streams
+/// 1 GiB downloads, never holding more than a chunk.
+async fn bulk_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use http_body_util::{BodyExt, Either, Full, StreamBody};
+    use hyper::body::Frame;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        if req.uri().path() == "/download" {
+                            let chunk = bytes::Bytes::from(vec![b'd'; CHUNK]);
+                            let frames =
+                                futures::stream::iter((0..GIB / CHUNK as u64).map(move |_| {
+                                    Ok::<_, std::io::Error>(Frame::data(chunk.clone()))
+                                }));
+                            let body = Either::Left(StreamBody::new(frames));
+                            return Ok::<_, std::io::Error>(hyper::Response::new(body));
+                        }
+                        let mut body = req.into_body();
+                        let mut total = 0u64;
+                        while let Some(frame) = body.frame().await {
+                            let frame = frame.map_err(std::io::Error::other)?;
+                            total += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        }
+                        let body = Either::Right(Full::new(bytes::Bytes::from(total.to_string())));
+                        Ok(hyper::Response::new(body))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// The data plane's resident set size in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gibibyte_streams_up_and_down_with_bounded_memory() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let (addr, task) = bulk_backend().await;
+    let yaml = format!(
+        r#"
+backends:
+  - name: bulk
+    servers: [{{ address: "{addr}" }}]
+    timeouts: {{ request: 60s }}
+rules:
+  - name: bulk
+    action: {{ forward: {{ backend: bulk }} }}
+"#
+    );
+    let s = stack(&yaml).await;
+    let pid = s.dp.proc.pid();
+    // Warm up (pools, allocator), then take the baseline.
+    let _ = get(&s.dp.proxy("/upload"), &[]).await;
+    let baseline = rss(pid);
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
+
+    let chunk = bytes::Bytes::from(vec![b'u'; CHUNK]);
+    let upload = futures::stream::iter(
+        (0..GIB / CHUNK as u64).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    let r = http
+        .post(s.dp.proxy("/upload"))
+        .body(reqwest::Body::wrap_stream(upload))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.expect("count"), GIB.to_string());
+
+    let r = http
+        .get(s.dp.proxy("/download"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status().as_u16(), 200);
+    let mut stream = r.bytes_stream();
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        total += chunk.expect("chunk").len() as u64;
+    }
+    assert_eq!(total, GIB);
+
+    done.store(true, Ordering::Relaxed);
+    sampler.await.expect("sampler");
+    let grown = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    eprintln!(
+        "data plane RSS: baseline {} MiB, peak growth {} MiB over 2 GiB streamed",
+        baseline >> 20,
+        grown >> 20
+    );
+    assert!(baseline > 0, "VmRSS readable");
+    assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
+    task.abort();
+}

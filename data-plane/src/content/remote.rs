@@ -1,11 +1,12 @@
 //! The cache of one remote content source: fresh for `ttl`, then refetched;
 //! concurrent misses share one origin fetch (the fetch lock), and while the
 //! origin fails a stale body is served for up to `stale_if_error` after it
-//! expired. Failures are counted and reported as `content_fetch_failed`.
+//! expired. Failures are counted and reported as `content_fetch_failed`;
+//! for a second after one, requests do not hit the failing origin again.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
 use switchyard_shared::config::{RemotePolicy, RemoteSource};
@@ -14,6 +15,10 @@ use super::fetch::{FetchError, Fetcher};
 use super::response::Prepared;
 use super::SourceStats;
 use crate::events::EventSink;
+
+/// After a failed fetch the origin is left alone this long: requests get
+/// the stale body (or the error) at once instead of each trying again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Entry {
@@ -85,7 +90,7 @@ impl RemoteCache {
         }
         let recent = lock(&self.failure)
             .as_ref()
-            .filter(|f| f.at >= arrived)
+            .filter(|f| f.at >= arrived || f.at.elapsed() < RETRY_AFTER_FAILURE)
             .map(|f| f.error.clone());
         let error = match recent {
             Some(error) => error,

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{COOKIE, HOST};
+use http::header::{COOKIE, HOST, TE};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
@@ -61,7 +61,12 @@ pub async fn forward(
         UpstreamProtocol::Http1 => upgrade::take(&parts.headers, &mut parts.extensions),
         UpstreamProtocol::Http2 => None,
     };
+    // gRPC needs `te: trailers` (the one TE value HTTP/2 allows).
+    let te_trailers = parts.headers.get(TE).is_some_and(|v| v == "trailers");
     remove_hop_by_hop(&mut parts.headers);
+    if te_trailers {
+        parts.headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
     if let Some(u) = &upgrade {
         u.restore(&mut parts.headers);
     }

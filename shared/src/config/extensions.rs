@@ -12,6 +12,7 @@ use super::units;
 
 /// What `consistent_hash` hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HashOn {
     Header(String),
@@ -23,13 +24,16 @@ pub enum HashOn {
 /// `unhealthy_threshold` failed probes and healthy again after
 /// `healthy_threshold` good ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     #[serde(default = "HealthCheck::default_path")]
     pub path: String,
     #[serde(default = "HealthCheck::default_interval", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub interval: Duration,
     #[serde(default = "HealthCheck::default_timeout", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub timeout: Duration,
     #[serde(default = "two")]
     pub healthy_threshold: u32,
@@ -68,13 +72,16 @@ fn five() -> u32 {
 /// Passive outlier detection: consecutive failures eject a server for a
 /// period that doubles with each ejection, up to `max_ejection`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OutlierDetection {
     #[serde(default = "five")]
     pub consecutive_failures: u32,
     #[serde(default = "OutlierDetection::default_base", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub base_ejection: Duration,
     #[serde(default = "OutlierDetection::default_max", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub max_ejection: Duration,
 }
 
@@ -89,6 +96,7 @@ impl OutlierDetection {
 
 /// A circuit breaker per upstream server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreaker {
     /// Consecutive failures that open the breaker.
@@ -96,6 +104,7 @@ pub struct CircuitBreaker {
     pub failure_threshold: u32,
     /// How long it stays open before letting probes through.
     #[serde(default = "CircuitBreaker::default_open", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub open_duration: Duration,
     /// Requests let through while half-open; all must succeed to close.
     #[serde(default = "one")]
@@ -110,6 +119,7 @@ impl CircuitBreaker {
 
 /// Failures a retry may follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RetryOn {
     /// The TCP connection could not be made (always safe to retry).
@@ -121,6 +131,7 @@ pub enum RetryOn {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Retries after the first try.
@@ -128,8 +139,10 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     /// Full-jitter exponential backoff: random(0, min(max, base * 2^n)).
     #[serde(default = "RetryPolicy::default_base", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub backoff_base: Duration,
     #[serde(default = "RetryPolicy::default_max", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub backoff_max: Duration,
     #[serde(default = "RetryPolicy::default_on")]
     pub retry_on: Vec<RetryOn>,
@@ -149,6 +162,7 @@ pub struct RetryPolicy {
     /// Request bodies up to this size are buffered so they can be replayed;
     /// larger (streamed) bodies are not retried.
     #[serde(default = "RetryPolicy::default_buffer", with = "units")]
+    #[cfg_attr(feature = "openapi", schema(value_type = units::ByteSize))]
     pub buffer_body: u64,
 }
 
@@ -191,6 +205,7 @@ impl Default for RetryPolicy {
 
 /// The Host header sent to a backend.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HostHeader {
     /// The client's Host, unchanged.
@@ -203,6 +218,7 @@ pub enum HostHeader {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
     #[default]
@@ -214,6 +230,7 @@ pub enum UpstreamProtocol {
 /// Content served instead of an upstream failure: no healthy server, an
 /// open breaker, a timeout, a connection error, or one of `statuses`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Fallback {
     pub source: String,
@@ -233,6 +250,7 @@ impl Fallback {
 
 /// Header edits: `remove` first, then `set` (replacing any value).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderEdits {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -243,6 +261,7 @@ pub struct HeaderEdits {
 
 /// Find/replace on proxied response bodies of the given content types.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BodyRewrite {
     /// MIME essences (`text/html`); the default covers common text types.
@@ -266,6 +285,7 @@ impl BodyRewrite {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Replacement {
     pub find: String,
@@ -277,21 +297,26 @@ pub struct Replacement {
 
 /// A content source fetched by the data planes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoteSource {
     /// `http://` or `https://` URL.
     pub url: String,
     /// How long a fetched body is fresh.
     #[serde(default = "RemoteSource::default_ttl", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub ttl: Duration,
     #[serde(default = "RemoteSource::default_timeout", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub timeout: Duration,
     /// Larger bodies are refused.
     #[serde(default = "RemoteSource::default_max_size", with = "units")]
+    #[cfg_attr(feature = "openapi", schema(value_type = units::ByteSize))]
     pub max_size: u64,
     /// A stale body may still be served this long after expiry while the
     /// origin fails.
     #[serde(default = "RemoteSource::default_stale", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub stale_if_error: Duration,
     #[serde(default = "three")]
     pub max_redirects: u32,
@@ -315,6 +340,7 @@ impl RemoteSource {
 /// Address policy for remote content: loopback, private and link-local
 /// targets are refused unless allowed here.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemotePolicy {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -326,16 +352,20 @@ pub struct RemotePolicy {
 
 /// Data-plane limits on what clients send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Time allowed to receive a request head (slowloris) -> 408.
     #[serde(default = "Limits::default_header_read", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub header_read_timeout: Duration,
     /// Largest request head -> 431.
     #[serde(default = "Limits::default_max_header", with = "units")]
+    #[cfg_attr(feature = "openapi", schema(value_type = units::ByteSize))]
     pub max_header_bytes: u64,
     /// Largest request body; 0 means unlimited -> 413.
     #[serde(default, with = "units")]
+    #[cfg_attr(feature = "openapi", schema(value_type = units::ByteSize))]
     pub max_body_bytes: u64,
     /// Whole-request limit (all tries, to the response head) -> 504;
     /// absent means each backend's `timeouts.request` decides.
@@ -344,9 +374,11 @@ pub struct Limits {
         skip_serializing_if = "Option::is_none",
         with = "humantime_serde"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub request_timeout: Option<Duration>,
     /// Idle keep-alive client connections are closed after this.
     #[serde(default = "Limits::default_idle", with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "5s", pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h|d)( [0-9]{1,9}(ns|us|ms|s|m|h|d))*$"))]
     pub client_idle_timeout: Duration,
 }
 

@@ -29,6 +29,36 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// The OpenAPI schema of a byte size: a number of bytes or a humane
+/// string (`64KiB`, `10 MiB`).
+#[cfg(feature = "openapi")]
+pub struct ByteSize;
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ByteSize {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaFormat, KnownFormat, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::UInt64)))
+                    .minimum(Some(0)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^[0-9]{1,12}(\.[0-9]{1,3})? ?([KMGT]i?B|B)?$"))
+                    .examples(["64KiB"]),
+            )
+            .description(Some("Bytes: a number, or a size like `64KiB` or `10 MiB`"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ByteSize {}
+
 #[cfg(test)]
 mod tests {
     use super::parse_bytes;

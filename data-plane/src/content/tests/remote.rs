@@ -226,9 +226,17 @@ async fn stale_is_served_while_the_origin_fails_then_the_fallback() {
         serve(&set, "r").await,
         (StatusCode::OK, Bytes::from("fallback"))
     );
-    // The origin is back: fresh content again.
+    // Right after a failure the origin is left alone.
     origin.set(Answer::Body("v2"));
-    assert_eq!(serve(&set, "r").await.1, "v2");
+    let hits = origin.hits.load(SeqCst);
+    assert_eq!(serve(&set, "r").await.1, "fallback");
+    assert_eq!(origin.hits.load(SeqCst), hits);
+    // The origin is back: fresh content again once the pause is over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while serve(&set, "r").await.1 != "v2" {
+        assert!(std::time::Instant::now() < deadline, "v2 never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
