@@ -42,3 +42,6 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 
 log "cargo test --workspace"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$root/target/test-output.log"
+
+log "benchmark harness, smoke mode (keeps bench/run.sh from rotting; numbers not judged)"
+bench/run.sh --smoke --debug --out "$root/target/bench/smoke.md"

@@ -174,8 +174,8 @@ impl BackendRuntime {
                     reason: e.to_string(),
                 })?;
                 let health = ActiveHealth::default();
-                if let Some(old) = previous
-                    .and_then(|p| p.servers.iter().find(|o| o.address == s.address))
+                if let Some(old) =
+                    previous.and_then(|p| p.servers.iter().find(|o| o.address == s.address))
                 {
                     health.inherit(&old.health);
                 }

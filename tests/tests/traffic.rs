@@ -101,6 +101,7 @@ async fn retries_follow_the_policy_and_stay_within_the_budget() {
     let reset = Backend::start("reset", BackendMode::Reset).await;
     let unavailable = Backend::start("unavailable", BackendMode::Status(503)).await;
     let good = Backend::start("good", BackendMode::Echo).await;
+    let flapping = Backend::start("flapping", BackendMode::Flapping).await;
     let yaml = format!(
         r#"
 backends:
@@ -108,6 +109,9 @@ backends:
     servers: [{{ address: "{reset}" }}, {{ address: "{good}" }}]
     outlier_detection: {{ consecutive_failures: 1000 }}
     retries: {{ max_retries: 2, backoff_base: 1ms, backoff_max: 5ms, retry_on: [reset], min_retries_per_second: 1000 }}
+  - name: flapping
+    servers: [{{ address: "{flapping}" }}]
+    retries: {{ backoff_base: 1ms, backoff_max: 2ms, retry_statuses: [503], min_retries_per_second: 1000 }}
   - name: budgeted
     servers: [{{ address: "{unavailable}" }}, {{ address: "{good}" }}]
     outlier_detection: {{ consecutive_failures: 1000 }}
@@ -116,6 +120,9 @@ rules:
   - name: resetting
     match: {{ path_prefix: /reset }}
     action: {{ forward: {{ backend: resetting }} }}
+  - name: flapping
+    match: {{ path_prefix: /flap }}
+    action: {{ forward: {{ backend: flapping }} }}
   - name: budgeted
     match: {{ path_prefix: /budget }}
     action: {{ forward: {{ backend: budgeted }} }}
@@ -123,9 +130,18 @@ rules:
         reset = reset.addr,
         good = good.addr,
         unavailable = unavailable.addr,
+        flapping = flapping.addr,
     );
     let s = stack(&yaml).await;
     let http = client();
+
+    // A flapping server (200, 503, 200, ...): each 503 is retried once
+    // (on the only server) and the client only ever sees 200.
+    for _ in 0..20 {
+        let (status, _, _) = get(&s.dp.proxy("/flap"), &[]).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(flapping.hits(), 1 + 2 * 19);
 
     // GETs hitting the resetting server are retried on the good one.
     for _ in 0..20 {
@@ -597,6 +613,24 @@ rules:
             "{text}"
         );
     }
+    // An idle keep-alive connection is closed (here after the 500ms
+    // header timer, the shorter of it and client_idle_timeout).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = s.dp.proxy("").trim_start_matches("http://").to_owned();
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"GET /up HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = tcp.read(&mut buf).await.expect("response");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "idle connection closed");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
     // The whole request is bounded.
     let started = std::time::Instant::now();
     let (status, headers, _) = get(&s.dp.proxy("/slow"), &[]).await;
@@ -867,5 +901,73 @@ rules:
     );
     assert!(baseline > 0, "VmRSS readable");
     assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_buffered_bodies_are_retried_streamed_bodies_are_not() {
+    let slow = Backend::start("slow", BackendMode::Slow(Duration::from_secs(2))).await;
+    let reset = Backend::start("reset", BackendMode::Reset).await;
+    let (counter, task) = bulk_backend().await;
+    let yaml = format!(
+        r#"
+backends:
+  - name: timing_out
+    servers: [{{ address: "{slow}" }}, {{ address: "{counter}" }}]
+    timeouts: {{ per_try: 200ms }}
+    outlier_detection: {{ consecutive_failures: 1000 }}
+    retries: {{ retry_on: [timeout], backoff_base: 1ms, backoff_max: 2ms, min_retries_per_second: 1000 }}
+  - name: uploads
+    servers: [{{ address: "{reset}" }}, {{ address: "{counter}" }}]
+    outlier_detection: {{ consecutive_failures: 1000 }}
+    retries: {{ retry_on: [reset], retry_non_idempotent: true, buffer_body: 4KiB, backoff_base: 1ms, backoff_max: 2ms, min_retries_per_second: 1000 }}
+rules:
+  - name: timing_out
+    match: {{ path_prefix: /t }}
+    action: {{ forward: {{ backend: timing_out }} }}
+  - name: uploads
+    match: {{ path_prefix: /u }}
+    action: {{ forward: {{ backend: uploads }} }}
+"#,
+        slow = slow.addr,
+        reset = reset.addr,
+    );
+    let s = stack(&yaml).await;
+    let http = client();
+    // Every try on the slow server times out after 200ms and moves on.
+    for _ in 0..6 {
+        let started = std::time::Instant::now();
+        let (status, _, body) = get(&s.dp.proxy("/t"), &[]).await;
+        assert_eq!((status, body.as_str()), (200, "0"));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    assert!(slow.hits() >= 2);
+    // A POST body within buffer_body is replayed in full on the next server.
+    for _ in 0..6 {
+        let r = http
+            .post(s.dp.proxy("/u"))
+            .body(vec![b'p'; 3000])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.text().await.expect("count"), "3000");
+    }
+    // A larger body streams through and is not retried.
+    let mut failed = 0;
+    for _ in 0..6 {
+        let r = http
+            .post(s.dp.proxy("/u"))
+            .body(vec![b'p'; 64 * 1024])
+            .send()
+            .await
+            .expect("post");
+        match r.status().as_u16() {
+            200 => assert_eq!(r.text().await.expect("count"), (64 * 1024).to_string()),
+            502 => failed += 1,
+            other => panic!("status {other}"),
+        }
+    }
+    assert!(failed >= 2, "{failed} large uploads failed unretried");
     task.abort();
 }

@@ -50,7 +50,7 @@ pub struct FormatQuery {
     params(("format" = Option<ConfigFormat>, Query, nullable = false, description = "`json` (default) or `yaml`")),
     responses(
         (status = 200, description = "The live config", headers(("ETag" = String, description = "The version, quoted")),
-            content((Object = "application/json"), (Object = "application/yaml"))),
+            content((Config = "application/json"), (Config = "application/yaml"))),
         (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn get_config(
@@ -95,7 +95,7 @@ pub async fn list_rules(State(state): State<AppState>) -> Response {
 /// `PUT /api/config`: replace the whole config (JSON or YAML body).
 #[utoipa::path(put, path = "/api/config", tag = "config",
     params(("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "Expected current version, e.g. \"3\"; stale -> 412")),
-    request_body(description = "The whole config", content((Object = "application/json"), (Object = "application/yaml"))),
+    request_body(description = "The whole config", content((Config = "application/json"), (Config = "application/yaml"))),
     responses(
         (status = 200, description = "Applied (or identical: `changed` is false)", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::extract::ChangeView),
         (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 412, description = "If-Match names a version that is no longer current", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 413, description = "Body over the size limit", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 415, description = "Unsupported Content-Type", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 422, description = "Invalid result; `problems` lists every problem with its path", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
@@ -131,7 +131,7 @@ pub struct ValidationView {
 
 /// `POST /api/config/validate`: check a config without applying it.
 #[utoipa::path(post, path = "/api/config/validate", tag = "config",
-    request_body(description = "A config to check", content((Object = "application/json"), (Object = "application/yaml"))),
+    request_body(description = "A config to check", content((Config = "application/json"), (Config = "application/yaml"))),
     responses(
         (status = 200, description = "The problems, or OK with the diff it would apply", body = ValidationView),
         (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 413, description = "Body over the size limit", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 415, description = "Unsupported Content-Type", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
@@ -223,7 +223,6 @@ pub async fn history(State(state): State<AppState>) -> Result<Json<HistoryList>,
 pub struct HistoryDetail {
     #[serde(flatten)]
     pub item: HistoryItem,
-    #[schema(value_type = Object)]
     pub config: Config,
 }
 

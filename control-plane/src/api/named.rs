@@ -164,7 +164,7 @@ macro_rules! named_handlers {
      create: $create:ident, get: $get:ident, update: $update:ident, delete: $delete:ident) => {
         #[utoipa::path(post, path = $list_path, tag = $tag,
             params(("position" = Option<u32>, Query, nullable = false, maximum = 1000000, description = "0-based index to insert at; past the end appends (default: append)"), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "Expected current version, e.g. \"3\"; stale -> 412")),
-            request_body(content = Object, content_type = "application/json"),
+            request_body(content = $ty, content_type = "application/json"),
             responses(
                 (status = 201, description = "Created", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::extract::ChangeView),
                 (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 409, description = "An item with this name exists", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 412, description = "If-Match names a version that is no longer current", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 413, description = "Body over the size limit", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 415, description = "Unsupported Content-Type", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 422, description = "Invalid result; `problems` lists every problem with its path", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),
@@ -181,7 +181,7 @@ macro_rules! named_handlers {
 
         #[utoipa::path(get, path = $item_path, tag = $tag,
             params(("name" = String, Path, description = "The item's name")),
-            responses((status = 200, description = "The item", headers(("ETag" = String, description = "The version, quoted")), body = Object), (status = 404, description = "Not found", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
+            responses((status = 200, description = "The item", headers(("ETag" = String, description = "The version, quoted")), body = $ty), (status = 404, description = "Not found", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
         pub async fn $get(state: State<AppState>, name: Path<String>) -> Result<Response, ApiError> {
             get_one::<$ty>(state, name).await
         }
@@ -192,7 +192,7 @@ macro_rules! named_handlers {
                 ("position" = Option<u32>, Query, nullable = false, maximum = 1000000, description = "0-based index to move it to; past the end moves it last (default: keep)"),
                 ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "Expected current version, e.g. \"3\"; stale -> 412"),
             ),
-            request_body(content = Object, content_type = "application/json"),
+            request_body(content = $ty, content_type = "application/json"),
             responses(
                 (status = 200, description = "Replaced", headers(("ETag" = String, description = "The version, quoted")), body = crate::api::extract::ChangeView),
                 (status = 400, description = "Malformed request (the detail names line and column)", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 409, description = "An item with this name exists", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 412, description = "If-Match names a version that is no longer current", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 413, description = "Body over the size limit", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 415, description = "Unsupported Content-Type", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 422, description = "Invalid result; `problems` lists every problem with its path", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json"),

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use switchyard_shared::config::{Backend, Rule};
 use utoipa::OpenApi;
 
 use super::{config, content, fleet, metrics, named};
@@ -13,17 +14,15 @@ use super::{config, content, fleet, metrics, named};
 #[derive(Debug, utoipa::ToSchema)]
 pub struct RulesList {
     pub version: u64,
-    /// Rules in order; see the config reference for their shape.
-    #[schema(value_type = Vec<Object>)]
-    pub rules: Vec<()>,
+    /// Rules in order (first match wins).
+    pub rules: Vec<Rule>,
 }
 
 /// `GET /api/backends`.
 #[derive(Debug, utoipa::ToSchema)]
 pub struct BackendsList {
     pub version: u64,
-    #[schema(value_type = Vec<Object>)]
-    pub backends: Vec<()>,
+    pub backends: Vec<Backend>,
 }
 
 #[derive(OpenApi)]

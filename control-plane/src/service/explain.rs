@@ -43,7 +43,6 @@ pub struct Explanation {
     pub winning_rule: Option<String>,
     pub winning_position: Option<usize>,
     /// The action that would be taken (none: the data plane answers 404).
-    #[schema(value_type = Option<Object>)]
     pub action: Option<Action>,
 }
 

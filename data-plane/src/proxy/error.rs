@@ -64,9 +64,9 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoSnapshot | ProxyError::NoServer { .. } | ProxyError::CircuitOpen { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoSnapshot
+            | ProxyError::NoServer { .. }
+            | ProxyError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } | ProxyError::RequestTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
@@ -93,9 +93,9 @@ impl ProxyError {
 
     pub fn fault(&self) -> Fault {
         match self {
-            ProxyError::NoSnapshot | ProxyError::NoServer { .. } | ProxyError::CircuitOpen { .. } => {
-                Fault::Internal
-            }
+            ProxyError::NoSnapshot
+            | ProxyError::NoServer { .. }
+            | ProxyError::CircuitOpen { .. } => Fault::Internal,
             ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody { .. } => Fault::Downstream,
             _ => Fault::Upstream,
         }
@@ -123,7 +123,9 @@ impl ProxyError {
     pub fn wants_fallback(&self) -> bool {
         !matches!(
             self,
-            ProxyError::NoSnapshot | ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody { .. }
+            ProxyError::NoSnapshot
+                | ProxyError::BodyTooLarge { .. }
+                | ProxyError::ClientBody { .. }
         )
     }
 

@@ -65,7 +65,9 @@ pub async fn forward(
     let te_trailers = parts.headers.get(TE).is_some_and(|v| v == "trailers");
     remove_hop_by_hop(&mut parts.headers);
     if te_trailers {
-        parts.headers.insert(TE, HeaderValue::from_static("trailers"));
+        parts
+            .headers
+            .insert(TE, HeaderValue::from_static("trailers"));
     }
     if let Some(u) = &upgrade {
         u.restore(&mut parts.headers);
@@ -109,7 +111,12 @@ pub async fn forward(
             // Unreachable: a retry needs the template.
             _ => break,
         };
-        set_target(&mut parts, server, &path_and_query, &backend.spec.host_header);
+        set_target(
+            &mut parts,
+            server,
+            &path_and_query,
+            &backend.spec.host_header,
+        );
         if attempt > 0 {
             server
                 .metrics
@@ -166,12 +173,14 @@ async fn read_ahead(
         match body.frame().await {
             None => break,
             Some(Err(source)) => {
-                return Err(match source.downcast::<super::upstream_body::BodyTooLarge>() {
-                    Ok(too_large) => ProxyError::BodyTooLarge {
-                        limit: too_large.limit,
+                return Err(
+                    match source.downcast::<super::upstream_body::BodyTooLarge>() {
+                        Ok(too_large) => ProxyError::BodyTooLarge {
+                            limit: too_large.limit,
+                        },
+                        Err(source) => ProxyError::ClientBody { source },
                     },
-                    Err(source) => ProxyError::ClientBody { source },
-                })
+                )
             }
             Some(Ok(frame)) => {
                 let is_data = frame.is_data();
@@ -364,7 +373,10 @@ mod tests {
 
     #[test]
     fn add_prefix_rewrites_one_prefix_into_another() {
-        assert_eq!(rewrite("/api/users?x=1", Some("/api"), "/v2"), "/v2/users?x=1");
+        assert_eq!(
+            rewrite("/api/users?x=1", Some("/api"), "/v2"),
+            "/v2/users?x=1"
+        );
         assert_eq!(rewrite("/api", Some("/api"), "/v2"), "/v2/");
         assert_eq!(rewrite("/users", None, "/v2/"), "/v2/users");
         assert_eq!(rewrite("/users", None, "internal"), "/internal/users");

@@ -94,7 +94,8 @@ impl HeaderEdits {
             .remove
             .iter()
             .map(|n| {
-                HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("`{n}` is not a header name"))
+                HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| format!("`{n}` is not a header name"))
             })
             .collect::<Result<_, _>>()?;
         let set = edits

@@ -72,7 +72,9 @@ impl ClientUpgrade {
             }
         });
         let (mut parts, _) = upstream.into_parts();
-        parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, protocol);
         Response::from_parts(parts, ProxyBody::Full(None))
     }

@@ -13,12 +13,12 @@ use switchyard_shared::routing::RouteTable;
 use switchyard_shared::{Config, ValidationErrors};
 
 use super::{FallbackRuntime, Replacement, RuleAction, RuleRuntime, Snapshot, SnapshotSource};
-use crate::proxy::headers::HeaderEdits;
 use crate::backend::{BackendError, BackendRuntime};
 use crate::content::rewrite::CompiledRewrite;
 use crate::content::{ContentError, ContentSet};
 use crate::events::EventSink;
 use crate::metrics::Metrics;
+use crate::proxy::headers::HeaderEdits;
 
 /// Everything a snapshot is built from.
 #[derive(Debug)]
@@ -62,7 +62,12 @@ pub fn build(
         let runtime = match reused {
             Some(b) => b,
             None => {
-                let b = Arc::new(BackendRuntime::new(spec, metrics, events, old.map(|o| &**o))?);
+                let b = Arc::new(BackendRuntime::new(
+                    spec,
+                    metrics,
+                    events,
+                    old.map(|o| &**o),
+                )?);
                 b.start_health_checks();
                 b
             }

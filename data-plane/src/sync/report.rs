@@ -17,7 +17,9 @@ pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
             .as_ref()
             .and_then(|s| s.backends.get(backend))
             .and_then(|b| b.servers.iter().find(|s| s.address == server))
-            .map_or((true, "closed"), |s| (s.healthy(), s.circuit_state().as_str()))
+            .map_or((true, "closed"), |s| {
+                (s.healthy(), s.circuit_state().as_str())
+            })
     };
     let rules = metrics
         .rules()

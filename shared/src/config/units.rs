@@ -37,12 +37,14 @@ pub struct ByteSize;
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for ByteSize {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaFormat, KnownFormat, Type};
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
         OneOfBuilder::new()
             .item(
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
-                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::UInt64)))
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
                     .minimum(Some(0)),
             )
             .item(

@@ -277,6 +277,8 @@ pub(super) fn limits(c: &mut Collector, config: &Config) {
 
 /// Whether `ip` may be fetched under the remote content policy.
 pub fn remote_address_allowed(ip: IpAddr, policy: &crate::config::RemotePolicy) -> bool {
+    // `::ffff:127.0.0.1` is 127.0.0.1: judge IPv4-mapped addresses as IPv4.
+    let ip = ip.to_canonical();
     let loopback = ip.is_loopback();
     let private = match ip {
         IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_shared_like(),

@@ -180,6 +180,9 @@ fn remote_address_policy() {
         "fd00::1",
         "fe80::1",
         "0.0.0.0",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
     ] {
         assert!(
             !super::remote_address_allowed(ip(bad), &deny),

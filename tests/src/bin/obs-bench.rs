@@ -10,8 +10,10 @@
 //! 3. the time-series store for 100 rules x 10 nodes: RSS measured around
 //!    filling the history to its full length, next to the computed bound.
 //!
-//!     cargo run --release -p switchyard-tests --bin obs-bench
-//!     cargo run --release -p switchyard-tests --bin obs-bench -- --secs 5 --subscribers 1000
+//! ```sh
+//! cargo run --release -p switchyard-tests --bin obs-bench
+//! cargo run --release -p switchyard-tests --bin obs-bench -- --secs 5 --subscribers 1000
+//! ```
 //!
 //! `--smoke` runs every part tiny so the suite keeps the harness working.
 

@@ -224,14 +224,26 @@ fn ineligible_servers_are_never_picked_even_when_nothing_else_is_left() {
         // One ineligible, one ejected, one fine: only the fine one.
         let mixed = vec![
             Mixed::Out(Out),
-            Mixed::In(Fake { up: false, in_flight: 0 }),
-            Mixed::In(Fake { up: true, in_flight: 0 }),
+            Mixed::In(Fake {
+                up: false,
+                in_flight: 0,
+            }),
+            Mixed::In(Fake {
+                up: true,
+                in_flight: 0,
+            }),
         ];
         for i in 0..50 {
             assert_eq!(b.pick(&mixed, i.to_string().as_bytes()), Some(2), "{lb:?}");
         }
         // Only an ejected one besides the ineligible: panic routing to it.
-        let mixed = vec![Mixed::Out(Out), Mixed::In(Fake { up: false, in_flight: 0 })];
+        let mixed = vec![
+            Mixed::Out(Out),
+            Mixed::In(Fake {
+                up: false,
+                in_flight: 0,
+            }),
+        ];
         let b = Balancer::new(lb, &servers(&[1, 1]));
         for i in 0..20 {
             assert_eq!(b.pick(&mixed, i.to_string().as_bytes()), Some(1), "{lb:?}");

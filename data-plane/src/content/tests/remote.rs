@@ -283,6 +283,8 @@ fn url_checks_cover_schemes_and_literals() {
         "http://169.254.169.254/latest/meta-data",
         "http://[fe80::1]/",
         "http://0.0.0.0/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:a00:1]/",
     ] {
         assert!(check(refused).is_err(), "{refused}");
     }
