@@ -117,8 +117,7 @@ impl Proxy {
                     request_headers: &rule.request_headers,
                 };
                 let limits = &snapshot.config.limits;
-                rule::forward_rule(req, rule, route, limits, client, host.as_ref(), rule_name)
-                    .await
+                rule::forward_rule(req, rule, route, limits, client, host.as_ref(), rule_name).await
             }
         };
         let mut response = response;

@@ -127,7 +127,13 @@ impl Replacement {
         request_headers: &HeaderMap,
     ) -> http::Response<crate::proxy::body::ProxyBody> {
         self.content
-            .serve(&self.source, self.status, &self.headers, method, request_headers)
+            .serve(
+                &self.source,
+                self.status,
+                &self.headers,
+                method,
+                request_headers,
+            )
             .await
     }
 }

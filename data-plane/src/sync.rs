@@ -183,9 +183,7 @@ async fn handle(
                 }
             }
         }
-        ControlMsg::Command(command) => {
-            Some(NodeMsg::CommandResult(run_command(state, command)))
-        }
+        ControlMsg::Command(command) => Some(NodeMsg::CommandResult(run_command(state, command))),
     }
 }
 
@@ -199,7 +197,11 @@ fn run_command(state: &NodeState, command: proto::Command) -> proto::CommandResu
                 Some(snapshot) => snapshot.content.clear(source),
                 None => Ok(0),
             };
-            tracing::info!(source = source.unwrap_or("*"), ?cleared, "content cache clear");
+            tracing::info!(
+                source = source.unwrap_or("*"),
+                ?cleared,
+                "content cache clear"
+            );
             match cleared {
                 Ok(n) => proto::CommandResult {
                     id: command.id,

@@ -102,7 +102,10 @@ async fn openapi_document_holds_under_schemathesis() {
     // and 422 (schema-valid but semantically invalid config, e.g. a rule
     // naming a backend that does not exist): each is documented per
     // operation, so status conformance accepts exactly those.
+    // Run in the temp dir: schemathesis writes a `.schemathesis` cache in
+    // its working directory, which must not land in the checkout.
     let out = Command::new(&py)
+        .current_dir(dir.path())
         .args([
             "-c",
             "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
