@@ -279,8 +279,10 @@ pub async fn run(
 ) {
     let interval = interval.max(Duration::from_millis(10));
     let hub = service.metrics_hub();
-    hub.interval_ms
-        .store(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX), Relaxed);
+    hub.interval_ms.store(
+        u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+        Relaxed,
+    );
     hub.alerts.configure(alerts);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
