@@ -8,6 +8,7 @@ pub mod balancer;
 pub mod breaker;
 pub mod health;
 pub mod outlier;
+pub mod pool;
 pub mod retry;
 
 use std::str::FromStr;
@@ -16,23 +17,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::uri::Authority;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use switchyard_shared::config::{Backend, RetryOn, RetryPolicy, UpstreamProtocol};
 
 use crate::events::EventSink;
 use crate::metrics::{Metrics, ServerMetrics};
-use crate::proxy::upstream_body::UpstreamBody;
 use balancer::{Balancer, Candidate};
 use breaker::{Breaker, BreakerSettings, CircuitState, Transition};
 use health::ActiveHealth;
 use outlier::{now_ms, HealthChange, Outlier, OutlierSettings};
+use pool::{Protocol, ServerPool};
 use retry::RetryBudget;
-
-/// The pooled keep-alive client towards a backend's servers (HTTP/1.1, or
-/// h2c with prior knowledge when the backend says `protocol: http2`).
-pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
 /// One upstream server of a backend.
 #[derive(Debug)]
@@ -42,6 +36,9 @@ pub struct UpstreamServer {
     /// The same, parsed once so building an upstream URI is a cheap clone.
     pub authority: Authority,
     pub metrics: Arc<ServerMetrics>,
+    /// Keep-alive connections to this server (HTTP/1.1, or h2c with prior
+    /// knowledge when the backend says `protocol: http2`).
+    pub pool: Arc<ServerPool>,
     /// Requests sent and not yet answered (least-requests balancing).
     in_flight: AtomicUsize,
     outlier: Outlier,
@@ -104,7 +101,6 @@ pub struct BackendRuntime {
     /// later snapshot reuses this value.
     pub spec: Backend,
     pub servers: Vec<UpstreamServer>,
-    pub client: UpstreamClient,
     /// Funds retries (at most a configured share of requests).
     pub retry_budget: RetryBudget,
     /// The retry policy in force (see [`effective_retries`]).
@@ -112,8 +108,9 @@ pub struct BackendRuntime {
     balancer: Balancer,
     outlier: OutlierSettings,
     events: EventSink,
-    /// Stops the active health checker with the runtime.
-    checker: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Stops the health checker and the idle-connection reaper with the
+    /// runtime.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// Without a `retries` block a backend keeps the safe default: one retry
@@ -128,9 +125,9 @@ pub fn effective_retries(spec: &Backend) -> RetryPolicy {
 
 impl Drop for BackendRuntime {
     fn drop(&mut self) {
-        let checker = self.checker.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = checker.take() {
-            h.abort();
+        let tasks = self.tasks.get_mut().unwrap_or_else(|e| e.into_inner());
+        for task in tasks.drain(..) {
+            task.abort();
         }
     }
 }
@@ -164,6 +161,10 @@ impl BackendRuntime {
         previous: Option<&BackendRuntime>,
     ) -> Result<Self, BackendError> {
         let breaker_settings = spec.circuit_breaker.as_ref().map(BreakerSettings::from);
+        let protocol = match spec.protocol {
+            UpstreamProtocol::Http1 => Protocol::Http1,
+            UpstreamProtocol::Http2 => Protocol::Http2,
+        };
         let servers = spec
             .servers
             .iter()
@@ -183,6 +184,12 @@ impl BackendRuntime {
                     address: s.address.clone(),
                     authority,
                     metrics: metrics.server(&spec.name, &s.address),
+                    pool: ServerPool::new(
+                        &s.address,
+                        protocol,
+                        spec.timeouts.connect,
+                        spec.timeouts.idle,
+                    ),
                     in_flight: AtomicUsize::new(0),
                     outlier: Outlier::default(),
                     health,
@@ -206,19 +213,18 @@ impl BackendRuntime {
             retries,
             balancer: Balancer::new(spec.load_balancing, &spec.servers),
             servers,
-            client: build_client(spec),
             outlier,
             events: events.clone(),
-            checker: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
         })
     }
 
-    /// Starts active health checks (when configured); they stop when the
-    /// runtime is dropped.
+    /// Starts active health checks (when configured) and the reaper of
+    /// idle upstream connections; both stop when the runtime is dropped.
     pub fn start_health_checks(self: &Arc<Self>) {
-        if let Some(handle) = health::spawn(self) {
-            *self.checker.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
-        }
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.extend(health::spawn(self));
+        tasks.extend(spawn_reaper(self));
     }
 
     /// Picks a server with the backend's strategy, never one that fails
@@ -345,19 +351,26 @@ impl Candidate for Avoiding<'_> {
     }
 }
 
-fn build_client(spec: &Backend) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(spec.timeouts.connect));
-    connector.set_nodelay(true);
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_idle_timeout(spec.timeouts.idle)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
-    if spec.protocol == UpstreamProtocol::Http2 {
-        builder.http2_only(true);
-    }
-    builder.build(connector)
+/// Closes idle upstream connections past the backend's idle timeout even
+/// when no request comes to check them out.
+fn spawn_reaper(backend: &Arc<BackendRuntime>) -> Option<tokio::task::AbortHandle> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    let period = (backend.spec.timeouts.idle / 2).max(Duration::from_millis(100));
+    let weak = Arc::downgrade(backend);
+    let reaper = async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(backend) = weak.upgrade() else {
+                return;
+            };
+            for server in &backend.servers {
+                server.pool.prune();
+            }
+        }
+    };
+    Some(handle.spawn(reaper).abort_handle())
 }
 
 #[cfg(test)]

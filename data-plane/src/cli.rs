@@ -28,11 +28,18 @@ struct Cli {
 pub fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.options.log_format);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // One worker needs no work stealing: the single-threaded scheduler
+    // spends fewer instructions per wake-up (measured with callgrind).
+    let mut builder = match cli.options.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all();
-    if let Some(n) = cli.options.worker_threads {
-        builder.worker_threads(n.max(1));
-    }
     let result = builder
         .build()
         .map_err(DataPlaneError::Runtime)

@@ -3,7 +3,9 @@
 //! as rules grow (no scan over every rule, no regex tried one by one).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+/// Per-request lookups hash the host and path a few times; SipHash was a
+/// visible share of the proxy's CPU.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};

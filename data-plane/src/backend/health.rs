@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 
 use http::header::{HOST, USER_AGENT};
-use http::{HeaderValue, Request, StatusCode, Uri};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use switchyard_shared::config::HealthCheck;
 
@@ -99,7 +100,7 @@ async fn run(backend: Weak<BackendRuntime>, check: HealthCheck) {
 }
 
 async fn probe_and_record(backend: &BackendRuntime, server: &UpstreamServer, check: &HealthCheck) {
-    let result = probe(backend, server, check).await;
+    let result = probe(server, check).await;
     let ok = result.is_ok();
     if let Some(healthy) = server.health.record(ok, check) {
         let reason = match &result {
@@ -120,19 +121,10 @@ async fn probe_and_record(backend: &BackendRuntime, server: &UpstreamServer, che
 }
 
 /// One probe: `Ok(status)` when healthy, else why not.
-async fn probe(
-    backend: &BackendRuntime,
-    server: &UpstreamServer,
-    check: &HealthCheck,
-) -> Result<StatusCode, String> {
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(server.authority.clone())
-        .path_and_query(check.path.as_str())
-        .build()
-        .map_err(|e| e.to_string())?;
+async fn probe(server: &UpstreamServer, check: &HealthCheck) -> Result<StatusCode, String> {
+    let path = PathAndQuery::try_from(check.path.as_str()).map_err(|e| e.to_string())?;
     let mut req = Request::new(UpstreamBody::Full(None));
-    *req.uri_mut() = uri;
+    *req.uri_mut() = server.pool.target(&server.authority, path);
     if let Ok(host) = HeaderValue::from_str(server.authority.as_str()) {
         req.headers_mut().insert(HOST, host);
     }
@@ -141,9 +133,9 @@ async fn probe(
         HeaderValue::from_static("switchyard-health-check"),
     );
     let attempt = async {
-        let response = backend
-            .client
-            .request(req)
+        let response = server
+            .pool
+            .send(req)
             .await
             .map_err(|e| format!("request failed: {e}"))?;
         let status = response.status();

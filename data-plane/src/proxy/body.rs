@@ -13,8 +13,11 @@ use hyper::body::Incoming;
 pub enum ProxyBody {
     /// Taken on the first poll.
     Full(Option<Bytes>),
-    /// A client or upstream body, streamed through.
+    /// A client body, streamed through.
     Stream(Incoming),
+    /// An upstream response body, streamed through; its connection is
+    /// pooled again once it has been read to the end.
+    Upstream(crate::backend::pool::PooledBody),
     /// An upstream body passed through `rule.rewrite_body`.
     Rewrite(Box<crate::content::rewrite::RewriteBody>),
 }
@@ -42,6 +45,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Stream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Rewrite(body) => Pin::new(body.as_mut()).poll_frame(cx),
         }
     }
@@ -50,6 +54,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(data) => data.is_none(),
             ProxyBody::Stream(body) => body.is_end_stream(),
+            ProxyBody::Upstream(body) => body.is_end_stream(),
             ProxyBody::Rewrite(body) => body.is_end_stream(),
         }
     }
@@ -60,6 +65,7 @@ impl Body for ProxyBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             ProxyBody::Stream(body) => body.size_hint(),
+            ProxyBody::Upstream(body) => body.size_hint(),
             ProxyBody::Rewrite(body) => body.size_hint(),
         }
     }

@@ -44,7 +44,7 @@ pub enum ProxyError {
         backend: String,
         server: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: crate::backend::pool::UpstreamError,
     },
     #[error("{server} of backend `{backend}` sent no response head within {timeout:?}")]
     Timeout {
@@ -57,7 +57,7 @@ pub enum ProxyError {
         backend: String,
         server: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: crate::backend::pool::UpstreamError,
     },
 }
 

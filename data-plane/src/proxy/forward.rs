@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use http::header::{COOKIE, HOST, TE};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -204,15 +204,13 @@ async fn read_ahead(
     Ok((UpstreamBody::Full(Some(bytes.clone())), Some(bytes)))
 }
 
-/// Points the request at `server`.
+/// Points the request at `server`. An HTTP/1.1 request always carries a
+/// `Host` (the server's when neither the client nor the rule gave one).
 fn set_target(parts: &mut Parts, server: &UpstreamServer, path: &PathAndQuery, host: &HostHeader) {
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(server.authority.clone());
-    uri.path_and_query = Some(path.clone());
-    // Parts with scheme, authority and path always form a valid URI.
-    parts.uri = Uri::from_parts(uri).unwrap_or_default();
-    if *host == HostHeader::Server {
+    parts.uri = server.pool.target(&server.authority, path.clone());
+    let needs_host = *host == HostHeader::Server
+        || (parts.version == Version::HTTP_11 && !parts.headers.contains_key(HOST));
+    if needs_host {
         if let Ok(v) = HeaderValue::from_str(server.authority.as_str()) {
             parts.headers.insert(HOST, v);
         }
@@ -281,7 +279,7 @@ async fn send(
     let in_flight = server.start();
     let timeout = backend.try_timeout();
     let sent = std::time::Instant::now();
-    let result = tokio::time::timeout(timeout, backend.client.request(req)).await;
+    let result = tokio::time::timeout(timeout, server.pool.send(req)).await;
     if crate::metrics::request_metrics_on() {
         server.metrics.latency.record(sent.elapsed());
     }
@@ -296,7 +294,7 @@ async fn send(
             backend.record(server, outcome);
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            Ok(Response::from_parts(parts, ProxyBody::Stream(body)))
+            Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
         }
         Ok(Err(source)) => {
             backend.record(server, Outcome::Failed);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use switchyard_shared::config::Limits;
 
@@ -69,7 +70,8 @@ async fn limited_forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limit = limits.max_body_bytes;
     let exceeded = Arc::new(AtomicBool::new(false));
-    let req = if limit > 0 {
+    // A request without a body (most GETs) has nothing to limit.
+    let req = if limit > 0 && !req.body().is_end_stream() {
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)

@@ -1,0 +1,324 @@
+//! Keep-alive connections to one upstream server, without hyper-util's
+//! generic pool: no keyed map to hash into per request, no boxed
+//! connector futures, no per-request spawn to return the connection.
+//!
+//! HTTP/1.1: idle connections wait in a LIFO stack (the most recently
+//! used is the warmest); a connection goes back when its response body
+//! has been read to the end, and is dropped (closed) otherwise. HTTP/2
+//! (prior knowledge): one shared connection, multiplexed, replaced when
+//! it closes. Idle HTTP/1.1 connections older than the backend's idle
+//! timeout are closed on the next checkout or by [`ServerPool::prune`].
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::proxy::upstream_body::UpstreamBody;
+
+/// Idle HTTP/1.1 connections kept per server; more are closed on return.
+const MAX_IDLE: usize = 1024;
+
+/// Why a request got no response from the server.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connect failed: {0}")]
+    Connect(#[source] io::Error),
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("HTTP handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+impl UpstreamError {
+    /// The request never reached the server.
+    pub fn is_connect(&self) -> bool {
+        !matches!(self, UpstreamError::Http(_))
+    }
+}
+
+/// How to reach one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// The connections to one upstream server.
+#[derive(Debug)]
+pub struct ServerPool {
+    address: String,
+    protocol: Protocol,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    idle: Mutex<Vec<IdleConn>>,
+    shared_h2: Mutex<Option<http2::SendRequest<UpstreamBody>>>,
+}
+
+#[derive(Debug)]
+struct IdleConn {
+    sender: http1::SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data stays consistent even if a holder panicked.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ServerPool {
+    pub fn new(
+        address: &str,
+        protocol: Protocol,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            address: address.to_owned(),
+            protocol,
+            connect_timeout,
+            idle_timeout,
+            idle: Mutex::new(Vec::new()),
+            shared_h2: Mutex::new(None),
+        })
+    }
+
+    /// The request target for `path`: origin-form for HTTP/1.1, absolute
+    /// (scheme and authority become `:scheme`/`:authority`) for HTTP/2.
+    pub fn target(&self, authority: &Authority, path: PathAndQuery) -> Uri {
+        match self.protocol {
+            Protocol::Http1 => Uri::from(path),
+            Protocol::Http2 => {
+                let mut uri = http::uri::Parts::default();
+                uri.scheme = Some(Scheme::HTTP);
+                uri.authority = Some(authority.clone());
+                uri.path_and_query = Some(path);
+                // Scheme, authority and path always form a valid URI.
+                Uri::from_parts(uri).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Sends `req` (origin-form URI for HTTP/1.1, absolute for HTTP/2) on
+    /// a pooled or new connection. A pooled HTTP/1.1 connection that turns
+    /// out closed before the request was written is skipped transparently.
+    pub async fn send(
+        self: &Arc<Self>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        match self.protocol {
+            Protocol::Http1 => self.send_h1(req).await,
+            Protocol::Http2 => self.send_h2(req).await,
+        }
+    }
+
+    async fn send_h1(
+        self: &Arc<Self>,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        loop {
+            let (mut sender, reused) = match self.checkout_h1() {
+                Some(s) => (s, true),
+                None => (self.connect_h1().await?, false),
+            };
+            // A returned connection may still be finishing its last
+            // response; a closed one errors here and is dropped.
+            if let Err(e) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                // Nothing was written: as good as a failed connect.
+                return Err(UpstreamError::Handshake(e));
+            }
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    // After a 101 the connection belongs to the upgrade.
+                    let checkin =
+                        (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| Checkin {
+                            sender,
+                            pool: self.clone(),
+                        });
+                    let mut body = PooledBody { body, checkin };
+                    if body.body.is_end_stream() {
+                        body.check_in();
+                    }
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never written: safe on another connection, once the
+                    // stale pooled ones are exhausted.
+                    Some(back) if reused => req = back,
+                    _ => return Err(UpstreamError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn send_h2(
+        self: &Arc<Self>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        let cached = lock(&self.shared_h2)
+            .as_ref()
+            .filter(|s| !s.is_closed())
+            .cloned();
+        let mut sender = match cached {
+            Some(s) => s,
+            None => {
+                let fresh = self.connect_h2().await?;
+                *lock(&self.shared_h2) = Some(fresh.clone());
+                fresh
+            }
+        };
+        sender.ready().await?;
+        let response = sender.send_request(req).await?;
+        Ok(response.map(|body| PooledBody {
+            body,
+            checkin: None,
+        }))
+    }
+
+    /// The warmest idle connection, dropping expired ones on the way.
+    fn checkout_h1(&self) -> Option<http1::SendRequest<UpstreamBody>> {
+        let now = Instant::now();
+        let mut idle = lock(&self.idle);
+        while let Some(conn) = idle.pop() {
+            if now.duration_since(conn.since) < self.idle_timeout && !conn.sender.is_closed() {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    fn check_in(&self, sender: http1::SendRequest<UpstreamBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() < MAX_IDLE {
+            idle.push(IdleConn {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes idle connections past the idle timeout (oldest first).
+    pub fn prune(&self) {
+        let now = Instant::now();
+        let mut idle = lock(&self.idle);
+        idle.retain(|c| now.duration_since(c.since) < self.idle_timeout && !c.sender.is_closed());
+    }
+
+    /// Idle HTTP/1.1 connections waiting for a request.
+    #[cfg(test)]
+    pub fn idle_count(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
+    async fn connect(&self) -> Result<TokioIo<TcpStream>, UpstreamError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout(self.connect_timeout))?
+            .map_err(UpstreamError::Connect)?;
+        // Small requests and responses must not wait for Nagle.
+        stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        Ok(TokioIo::new(stream))
+    }
+
+    async fn connect_h1(&self) -> Result<http1::SendRequest<UpstreamBody>, UpstreamError> {
+        let io = self.connect().await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(UpstreamError::Handshake)?;
+        tokio::spawn(async move {
+            // Upgrades (WebSocket) take the connection over after a 101.
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn connect_h2(&self) -> Result<http2::SendRequest<UpstreamBody>, UpstreamError> {
+        let io = self.connect().await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(UpstreamError::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream h2 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// The connection a response body returns to its pool when read to the end.
+#[derive(Debug)]
+struct Checkin {
+    sender: http1::SendRequest<UpstreamBody>,
+    pool: Arc<ServerPool>,
+}
+
+/// An upstream response body; its connection goes back to the pool once
+/// the body has been read completely (a body dropped early closes it).
+#[derive(Debug)]
+pub struct PooledBody {
+    body: Incoming,
+    checkin: Option<Checkin>,
+}
+
+impl PooledBody {
+    fn check_in(&mut self) {
+        if let Some(c) = self.checkin.take() {
+            c.pool.check_in(c.sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.check_in(),
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.check_in(),
+            Poll::Ready(Some(Err(_))) => self.checkin = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests;
