@@ -3,19 +3,37 @@
 //! graceful stop (no new connections, in-flight requests get a grace
 //! period, then connections are dropped).
 //!
-//! Limits as hyper applies them: a request head larger than
-//! `max_header_bytes` is answered `431`; a head not complete within
-//! `header_read_timeout` (slowloris) closes the connection without an
-//! answer (hyper sends no 408). HTTP/1.1 keep-alive connections idle for
-//! `client_idle_timeout` are closed; since hyper also arms the header
-//! timer while waiting for the next request, an idle HTTP/1.1 connection
-//! lives at most `min(header_read_timeout, client_idle_timeout)`. HTTP/2
-//! connections are pinged at `client_idle_timeout` and closed when the
-//! ping is not answered.
+//! Client limits on a connection (the header timer below is
+//! `min(header_read_timeout, client_idle_timeout)`):
+//!
+//! - A connection that sends no byte (or only part of the HTTP/2 preface)
+//!   within the header timer is closed quietly: hyper-util's protocol
+//!   detection has no timer of its own.
+//! - HTTP/1: hyper arms the header timer for every request head, including
+//!   while an idle keep-alive connection waits for the next one, and ends
+//!   the connection when it fires. hyper answers nothing then, so the
+//!   socket is handed to hyper through a `WatchedStream` that notices
+//!   whether bytes of a new request arrived after the last response: if so
+//!   (slowloris, or a client that stalled mid-head) the accept task writes
+//!   `408 Request Timeout` with `Connection: close` and closes; an idle
+//!   keep-alive connection with nothing of a new request is closed
+//!   quietly, as nginx does. The 408s are counted in
+//!   `switchyard_client_header_timeouts_total`.
+//! - `max_header_bytes`: the proxy checks every parsed HTTP/1 head exactly
+//!   (see `proxy::head`) and answers 431; hyper answers 431 itself to a
+//!   head that overflows its read buffer (`max(max_header_bytes, 8 KiB)`).
+//!   HTTP/2: the h2 codec's header list size, answered 431.
+//! - HTTP/2 connections are pinged every `client_idle_timeout` and closed
+//!   when a ping is not answered within `header_read_timeout`.
+
+mod watched;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 use hyper::service::service_fn;
@@ -23,15 +41,22 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use switchyard_shared::config::Limits;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
-use crate::metrics::ConnectionGuard;
+use crate::metrics::{ConnectionGuard, Metrics};
+use crate::proxy::error::ERROR_HEADER;
 use crate::proxy::forward::ClientInfo;
+use crate::proxy::head::HYPER_MIN_BUF;
 use crate::proxy::Proxy;
 use crate::shutdown::Shutdown;
+use watched::{Handoff, WatchedStream};
 
-/// hyper's smallest read buffer (it panics below).
-const MIN_BUF: u64 = 8192;
+/// How long a 408 answer may take to write and to see the client close.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The body of the 408 answer.
+const TIMEOUT_BODY: &str = "request timeout: the request head did not arrive in time\n";
 
 /// Serves proxy traffic on `listener` until `shutdown`, then drains.
 pub async fn serve_proxy(
@@ -55,19 +80,30 @@ pub async fn serve_proxy(
                     .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
                 let conn = Arc::new(Connection {
                     client: ClientInfo { ip },
+                    handoff: Handoff::default(),
                     _open: proxy.metrics().connection_opened(),
                 });
-                let builder = connection_builder(&proxy.limits());
-                let proxy = proxy.clone();
-                let service = service_fn(move |req| {
+                let limits = proxy.limits();
+                let builder = connection_builder(&limits);
+                let io = TokioIo::new(WatchedStream::new(stream, conn.clone()));
+                let service = {
                     let proxy = proxy.clone();
                     let conn = conn.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, &conn.client).await) }
-                });
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    service_fn(move |req| {
+                        let proxy = proxy.clone();
+                        let conn = conn.clone();
+                        async move { Ok::<_, Infallible>(proxy.handle(req, &conn.client).await) }
+                    })
+                };
+                let serving = builder
+                    .serve_connection_with_upgrades(io, service)
                     .into_owned();
-                tokio::spawn(graceful.watch(conn));
+                tokio::spawn(serve_connection(
+                    graceful.watch(serving),
+                    conn,
+                    header_timer(&limits),
+                    proxy.metrics().clone(),
+                ));
             }
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -90,6 +126,78 @@ pub async fn serve_proxy(
     }
 }
 
+/// Drives one connection, then answers 408 if hyper ended it for a
+/// request head that did not complete in time.
+async fn serve_connection<F, E>(
+    serving: F,
+    conn: Arc<Connection>,
+    header_timer: Duration,
+    metrics: Arc<Metrics>,
+) where
+    F: Future<Output = Result<(), E>>,
+    E: AsRef<dyn std::error::Error + Send + Sync>,
+{
+    let result = {
+        let mut serving = pin!(serving);
+        tokio::select! {
+            result = &mut serving => result,
+            () = tokio::time::sleep(header_timer) => {
+                if !conn.handoff.started() {
+                    // Nothing sent in time: close quietly, like an idle
+                    // keep-alive connection.
+                    return;
+                }
+                // From here on hyper's timers apply.
+                serving.await
+            }
+        }
+        // hyper's socket handle is dropped here, parking the socket if a
+        // request head was cut off.
+    };
+    let Some(stream) = conn.handoff.take() else {
+        return;
+    };
+    let timed_out = result.as_ref().err().is_some_and(|e| {
+        e.as_ref()
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+    });
+    if timed_out {
+        metrics.header_timeouts.fetch_add(1, Relaxed);
+        answer_timeout(stream).await;
+    }
+}
+
+/// Writes `408 Request Timeout` and closes the connection.
+async fn answer_timeout(mut stream: TcpStream) {
+    let response = format!(
+        "HTTP/1.1 408 Request Timeout\r\n\
+         date: {}\r\n\
+         content-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\n\
+         connection: close\r\n\
+         {ERROR_HEADER}: header-timeout\r\n\r\n{TIMEOUT_BODY}",
+        httpdate::fmt_http_date(SystemTime::now()),
+        TIMEOUT_BODY.len(),
+    );
+    let _ = tokio::time::timeout(LINGER, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Closing with unread input would reset the connection, which can
+        // destroy the answer before the client reads it: read until the
+        // client closes (bounded by LINGER).
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// The time a client has for each request head, and for its first byte.
+fn header_timer(limits: &Limits) -> Duration {
+    limits.header_read_timeout.min(limits.client_idle_timeout)
+}
+
 /// An HTTP/1.1 + h2c connection builder applying `limits`.
 fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -98,10 +206,11 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout.min(idle))
-        // The head must fit the read buffer (at least 8 KiB, hyper's
-        // minimum); hyper answers 431 otherwise.
-        .max_buf_size(usize::try_from(header_bytes.max(MIN_BUF)).unwrap_or(usize::MAX))
+        .header_read_timeout(header_timer(limits))
+        // hyper answers 431 to a head that overflows its read buffer (at
+        // least 8 KiB, its minimum); the proxy checks every parsed head
+        // exactly (proxy::head).
+        .max_buf_size(usize::try_from(header_bytes.max(HYPER_MIN_BUF)).unwrap_or(usize::MAX))
         .keep_alive(true);
     builder
         .http2()
@@ -112,9 +221,17 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Per-connection state shared by the requests of one connection.
+/// Per-connection state shared by the requests of one connection, its
+/// socket and its accept task.
 struct Connection {
     client: ClientInfo,
+    handoff: Handoff,
     /// Keeps the active-connection gauge up while the connection lives.
     _open: ConnectionGuard,
+}
+
+impl AsRef<Handoff> for Connection {
+    fn as_ref(&self) -> &Handoff {
+        &self.handoff
+    }
 }

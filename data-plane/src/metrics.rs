@@ -39,6 +39,9 @@ pub struct Metrics {
     pub active_connections: AtomicU64,
     /// Requests no rule matched (answered 404).
     pub unmatched_requests: AtomicU64,
+    /// HTTP/1 connections answered 408 because a request head was not
+    /// complete within `limits.header_read_timeout`.
+    pub header_timeouts: AtomicU64,
     rules: Mutex<BTreeMap<String, Arc<RuleMetrics>>>,
     servers: Mutex<BTreeMap<(String, String), Arc<ServerMetrics>>>,
 }

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod error;
 pub mod forward;
+pub mod head;
 pub mod headers;
 pub mod rule;
 pub mod upgrade;
@@ -60,6 +61,10 @@ impl Proxy {
         let Some(snapshot) = self.snapshots.load() else {
             return ProxyError::NoSnapshot.into_response();
         };
+        let head_limit = snapshot.config.limits.max_header_bytes;
+        if head::over_limit(&req, head_limit) {
+            return ProxyError::HeaderTooLarge { limit: head_limit }.into_response();
+        }
         let host = host_value(&req);
         let matched = {
             let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");

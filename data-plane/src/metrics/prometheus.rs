@@ -46,6 +46,17 @@ pub fn render(metrics: &Metrics, gauges: Gauges) -> String {
         "switchyard_unmatched_requests_total {}",
         metrics.unmatched_requests.load(Relaxed)
     );
+    family(
+        &mut out,
+        "switchyard_client_header_timeouts_total",
+        "counter",
+        "HTTP/1 client connections answered 408: a request head did not complete within limits.header_read_timeout.",
+    );
+    let _ = writeln!(
+        out,
+        "switchyard_client_header_timeouts_total {}",
+        metrics.header_timeouts.load(Relaxed)
+    );
 
     let servers = metrics.servers();
     family(

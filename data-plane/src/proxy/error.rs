@@ -34,6 +34,8 @@ pub enum ProxyError {
     RequestTimeout { timeout: Duration },
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    #[error("the request head is larger than {limit} bytes")]
+    HeaderTooLarge { limit: u64 },
     #[error("reading the request body failed: {source}")]
     ClientBody {
         #[source]
@@ -72,6 +74,7 @@ impl ProxyError {
                 StatusCode::GATEWAY_TIMEOUT
             }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
         }
     }
@@ -84,6 +87,7 @@ impl ProxyError {
             ProxyError::CircuitOpen { .. } => "circuit-open",
             ProxyError::RequestTimeout { .. } => "request-timeout",
             ProxyError::BodyTooLarge { .. } => "body-too-large",
+            ProxyError::HeaderTooLarge { .. } => "header-too-large",
             ProxyError::ClientBody { .. } => "client-body",
             ProxyError::Connect { .. } => "upstream-connect",
             ProxyError::Timeout { .. } => "upstream-timeout",
@@ -96,7 +100,9 @@ impl ProxyError {
             ProxyError::NoSnapshot
             | ProxyError::NoServer { .. }
             | ProxyError::CircuitOpen { .. } => Fault::Internal,
-            ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody { .. } => Fault::Downstream,
+            ProxyError::BodyTooLarge { .. }
+            | ProxyError::HeaderTooLarge { .. }
+            | ProxyError::ClientBody { .. } => Fault::Downstream,
             _ => Fault::Upstream,
         }
     }
@@ -125,6 +131,7 @@ impl ProxyError {
             self,
             ProxyError::NoSnapshot
                 | ProxyError::BodyTooLarge { .. }
+                | ProxyError::HeaderTooLarge { .. }
                 | ProxyError::ClientBody { .. }
         )
     }
@@ -147,6 +154,9 @@ impl ProxyError {
             ProxyError::BodyTooLarge { limit } => {
                 format!("payload too large: request bodies are limited to {limit} bytes\n")
             }
+            ProxyError::HeaderTooLarge { limit } => format!(
+                "request header fields too large: request heads are limited to {limit} bytes\n"
+            ),
             ProxyError::ClientBody { .. } => "bad request: the request body broke off\n".to_owned(),
             ProxyError::Connect { backend, .. } => {
                 format!("bad gateway: backend `{backend}` is unreachable\n")
