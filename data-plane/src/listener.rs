@@ -67,6 +67,8 @@ pub async fn serve_proxy(
 ) {
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().ok();
+    // Rebuilt only when a snapshot changes the limits, not per connection.
+    let mut builders = BuilderCache::default();
 
     loop {
         let accepted = tokio::select! {
@@ -76,15 +78,14 @@ pub async fn serve_proxy(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let ip = HeaderValue::from_str(&peer.ip().to_string())
+                let ip = HeaderValue::try_from(peer.ip().to_string())
                     .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
                 let conn = Arc::new(Connection {
                     client: ClientInfo { ip },
                     handoff: Handoff::default(),
                     _open: proxy.metrics().connection_opened(),
                 });
-                let limits = proxy.limits();
-                let builder = connection_builder(&limits);
+                let (builder, header_timer) = builders.get(proxy.limits());
                 let io = TokioIo::new(WatchedStream::new(stream, conn.clone()));
                 let service = {
                     let proxy = proxy.clone();
@@ -101,7 +102,7 @@ pub async fn serve_proxy(
                 tokio::spawn(serve_connection(
                     graceful.watch(serving),
                     conn,
-                    header_timer(&limits),
+                    header_timer,
                     proxy.metrics().clone(),
                 ));
             }
@@ -191,6 +192,27 @@ async fn answer_timeout(mut stream: TcpStream) {
         Ok::<_, std::io::Error>(())
     })
     .await;
+}
+
+/// The connection builder for the limits in force, built once per change.
+#[derive(Default)]
+struct BuilderCache {
+    current: Option<(Limits, auto::Builder<TokioExecutor>)>,
+}
+
+impl BuilderCache {
+    fn get(&mut self, limits: Limits) -> (&auto::Builder<TokioExecutor>, Duration) {
+        let timer = header_timer(&limits);
+        let entry = match self.current.take() {
+            Some((cached, builder)) if cached == limits => (cached, builder),
+            _ => {
+                let builder = connection_builder(&limits);
+                (limits, builder)
+            }
+        };
+        let (_, builder) = self.current.insert(entry);
+        (builder, timer)
+    }
 }
 
 /// The time a client has for each request head, and for its first byte.
