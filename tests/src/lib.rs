@@ -4,9 +4,11 @@
 
 pub mod backend;
 pub mod process;
+pub mod stack;
 
 pub use backend::{Backend, BackendMode};
 pub use process::{ControlPlane, DataPlane, Proc};
+pub use stack::Stack;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -29,6 +31,11 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The body of a successful-or-not GET as text; `None` on a transport error.
+pub async fn get_text(url: &str) -> Option<String> {
+    client().get(url).send().await.ok()?.text().await.ok()
 }
 
 /// An HTTP client that never goes through a proxy from the environment.

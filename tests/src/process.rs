@@ -274,4 +274,14 @@ impl DataPlane {
     pub fn admin(&self, path: &str) -> String {
         format!("{}{path}", self.proc.url("admin"))
     }
+
+    /// Waits until `/readyz` answers 2xx (a snapshot is applied).
+    pub async fn wait_ready(&self, within: std::time::Duration) {
+        let http = crate::client();
+        crate::eventually(&format!("{} ready", self.node_id), within, || async {
+            let r = http.get(self.admin("/readyz")).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use serde_json::Value;
 use switchyard_tests::process::{bin_path, Proc};
-use switchyard_tests::{client, eventually, Backend, BackendMode, ControlPlane, DataPlane};
+use switchyard_tests::{client, Backend, BackendMode, ControlPlane, DataPlane};
 use tokio_tungstenite::tungstenite::Message;
 
 fn write_config(dir: &Path, backend: &str) -> std::path::PathBuf {
@@ -141,12 +141,8 @@ async fn failing_backend_fires_and_resolves_an_error_rate_alert() {
     let config = write_config(dir.path(), &backend.addr.to_string());
     let cp = start_control_plane(dir.path(), &config);
     let dp = start_data_plane(dir.path(), "node-1", &cp.grpc_url());
+    dp.wait_ready(Duration::from_secs(30)).await;
     let http = client();
-    eventually("data plane ready", Duration::from_secs(30), || async {
-        let r = http.get(dp.admin("/readyz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
     let (code, h) = health(&cp).await;
     assert_eq!((code, h["status"].as_str()), (200, Some("ok")), "{h}");
 

@@ -25,16 +25,7 @@ fn write(dir: &Path, yaml: &str) -> PathBuf {
 }
 
 async fn wait_ready(dp: &DataPlane) {
-    wait_ready_within(dp, Duration::from_secs(60)).await;
-}
-
-async fn wait_ready_within(dp: &DataPlane, within: Duration) {
-    let http = client();
-    eventually("data plane ready", within, || async {
-        let r = http.get(dp.admin("/readyz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    dp.wait_ready(Duration::from_secs(60)).await;
 }
 
 /// A client that keeps bodies as sent (reqwest decodes nothing here).
@@ -563,8 +554,8 @@ rules:
     let dp2 = DataPlane::start(dir.path(), "node-2", &cp.grpc_url());
     // Debug builds hash slowly (control plane once, each node to verify):
     // about 40 s on two busy cores.
-    wait_ready_within(&dp1, Duration::from_secs(240)).await;
-    wait_ready_within(&dp2, Duration::from_secs(240)).await;
+    dp1.wait_ready(Duration::from_secs(240)).await;
+    dp2.wait_ready(Duration::from_secs(240)).await;
     // 100 MiB through debug builds can take longer than the usual 20 s.
     let http = reqwest::Client::builder()
         .no_proxy()

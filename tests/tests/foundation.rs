@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchyard_tests::process::run_to_exit;
-use switchyard_tests::{client, eventually, Backend, BackendMode, ControlPlane, DataPlane};
+use switchyard_tests::{client, Backend, BackendMode, ControlPlane, DataPlane};
 
 fn write_config(dir: &Path, a: &Backend, b: &Backend, dead_port: u16) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("content")).expect("content dir");
@@ -53,12 +53,7 @@ fn free_port() -> u16 {
 }
 
 async fn wait_ready(dp: &DataPlane) {
-    let http = client();
-    eventually("data plane ready", Duration::from_secs(30), || async {
-        let r = http.get(dp.admin("/readyz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    dp.wait_ready(Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,10 +6,9 @@
 //! without retries is a `504`. Body limits (413) and the whole-request
 //! timeout are in `traffic.rs`.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use switchyard_tests::{client, eventually, Backend, BackendMode, ControlPlane, DataPlane};
+use switchyard_tests::{client, get_text, Backend, BackendMode, DataPlane, Stack};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -19,15 +18,13 @@ const HEADER_TIMEOUT: Duration = Duration::from_millis(500);
 /// How late past the timeout an answer or a close may come.
 const MARGIN: Duration = Duration::from_secs(2);
 
-struct Stack {
-    _dir: tempfile::TempDir,
-    _cp: ControlPlane,
-    dp: DataPlane,
+struct Limited {
+    stack: Stack,
     echo: Backend,
     _slow: Backend,
 }
 
-async fn stack() -> Stack {
+async fn stack() -> Limited {
     let echo = Backend::start("echo", BackendMode::Echo).await;
     let slow = Backend::start("slow", BackendMode::Slow(Duration::from_secs(3))).await;
     let yaml = format!(
@@ -49,21 +46,8 @@ rules:
         echo = echo.addr,
         slow = slow.addr
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config: PathBuf = dir.path().join("switchyard.yaml");
-    std::fs::write(&config, yaml).expect("write config");
-    let cp = ControlPlane::start(dir.path(), &config);
-    let dp = DataPlane::start(dir.path(), "node-1", &cp.grpc_url());
-    let http = client();
-    eventually("data plane ready", WAIT, || async {
-        let r = http.get(dp.admin("/readyz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    Stack {
-        _dir: dir,
-        _cp: cp,
-        dp,
+    Limited {
+        stack: Stack::start(&yaml, WAIT).await,
         echo,
         _slow: slow,
     }
@@ -120,14 +104,7 @@ async fn read_until_closed(tcp: &mut TcpStream, limit: Duration) -> (String, Dur
 }
 
 async fn metric(dp: &DataPlane, name: &str) -> Option<u64> {
-    let text = client()
-        .get(dp.admin("/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = get_text(&dp.admin("/metrics")).await?;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
@@ -138,7 +115,7 @@ async fn stalled_request_heads_get_408_idle_connections_close_quietly() {
     let limit = HEADER_TIMEOUT + MARGIN;
 
     // Slowloris: part of a head, then nothing.
-    let mut tcp = connect(&s.dp).await;
+    let mut tcp = connect(&s.stack.dp).await;
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
         .await
         .expect("write");
@@ -163,7 +140,7 @@ async fn stalled_request_heads_get_408_idle_connections_close_quietly() {
     );
 
     // A keep-alive connection that stalls inside its second head.
-    let mut tcp = connect(&s.dp).await;
+    let mut tcp = connect(&s.stack.dp).await;
     tcp.write_all(b"GET /first HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .expect("write");
@@ -179,7 +156,7 @@ async fn stalled_request_heads_get_408_idle_connections_close_quietly() {
     );
 
     // Idle between requests: closed without a byte.
-    let mut tcp = connect(&s.dp).await;
+    let mut tcp = connect(&s.stack.dp).await;
     tcp.write_all(b"GET /idle HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .expect("write");
@@ -193,7 +170,7 @@ async fn stalled_request_heads_get_408_idle_connections_close_quietly() {
     );
 
     // Never a byte: closed without one too, instead of held forever.
-    let mut tcp = connect(&s.dp).await;
+    let mut tcp = connect(&s.stack.dp).await;
     let (rest, after) = read_until_closed(&mut tcp, limit).await;
     assert_eq!(rest, "");
     assert!(
@@ -203,7 +180,7 @@ async fn stalled_request_heads_get_408_idle_connections_close_quietly() {
 
     // A client that keeps up is unaffected: three requests, slower in
     // total than the header timeout, each head in time.
-    let mut tcp = connect(&s.dp).await;
+    let mut tcp = connect(&s.stack.dp).await;
     for i in 0..3 {
         tcp.write_all(format!("GET /ok{i} HTTP/1.1\r\nhost: x\r\n").as_bytes())
             .await
@@ -215,7 +192,7 @@ async fn stalled_request_heads_get_408_idle_connections_close_quietly() {
     }
 
     assert_eq!(
-        metric(&s.dp, "switchyard_client_header_timeouts_total").await,
+        metric(&s.stack.dp, "switchyard_client_header_timeouts_total").await,
         Some(2)
     );
     assert_eq!(s.echo.hits(), 5);
@@ -236,7 +213,7 @@ async fn request_heads_over_max_header_bytes_get_431_to_the_byte() {
 
     // The limit (1 KiB, below hyper's 8 KiB buffer) holds to the byte.
     for (size, status) in [(1024, "200"), (1025, "431")] {
-        let mut tcp = connect(&s.dp).await;
+        let mut tcp = connect(&s.stack.dp).await;
         tcp.write_all(head_of(size).as_bytes())
             .await
             .expect("write");
@@ -247,7 +224,7 @@ async fn request_heads_over_max_header_bytes_get_431_to_the_byte() {
     // With a real client: 2 KiB of header is refused with a clear answer.
     let http = client();
     let r = http
-        .get(s.dp.proxy("/big"))
+        .get(s.stack.dp.proxy("/big"))
         .header("x-big", "b".repeat(2048))
         .send()
         .await
@@ -260,7 +237,7 @@ async fn request_heads_over_max_header_bytes_get_431_to_the_byte() {
         "request header fields too large: request heads are limited to 1024 bytes\n"
     );
     let r = http
-        .get(s.dp.proxy("/small"))
+        .get(s.stack.dp.proxy("/small"))
         .header("x-small", "s".repeat(500))
         .send()
         .await
@@ -269,7 +246,7 @@ async fn request_heads_over_max_header_bytes_get_431_to_the_byte() {
 
     // Over hyper's read buffer: hyper answers 431 before the proxy sees it.
     let r = http
-        .get(s.dp.proxy("/huge"))
+        .get(s.stack.dp.proxy("/huge"))
         .header("x-huge", "h".repeat(20 * 1024))
         .send()
         .await
@@ -281,7 +258,7 @@ async fn request_heads_over_max_header_bytes_get_431_to_the_byte() {
         .http2_only(true)
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let send = |value: String| {
-        let req = http::Request::get(s.dp.proxy("/h2"))
+        let req = http::Request::get(s.stack.dp.proxy("/h2"))
             .header("x-h2", value)
             .body(http_body_util::Empty::new())
             .expect("request");
@@ -296,7 +273,11 @@ async fn request_heads_over_max_header_bytes_get_431_to_the_byte() {
 
     // A per-try timeout without retries is a 504.
     let started = Instant::now();
-    let r = http.get(s.dp.proxy("/slow")).send().await.expect("request");
+    let r = http
+        .get(s.stack.dp.proxy("/slow"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status().as_u16(), 504);
     assert_eq!(r.headers()["x-switchyard-error"], "upstream-timeout");
     assert!(started.elapsed() < Duration::from_secs(2));

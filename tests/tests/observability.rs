@@ -41,12 +41,7 @@ rules:
 }
 
 async fn wait_ready(dp: &DataPlane) {
-    let http = client();
-    eventually("data plane ready", Duration::from_secs(30), || async {
-        let r = http.get(dp.admin("/readyz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    dp.wait_ready(Duration::from_secs(30)).await;
 }
 
 /// `promtool check metrics` on a scraped page; a missing promtool fails

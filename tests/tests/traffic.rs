@@ -5,42 +5,19 @@
 //! hashing, header and path rewriting, request limits.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
-use switchyard_tests::{client, eventually, Backend, BackendMode, ControlPlane, DataPlane};
+use switchyard_tests::{client, eventually, Backend, BackendMode, ControlPlane, Stack};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A control plane and one data plane serving `yaml`.
-struct Stack {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    cp: ControlPlane,
-    dp: DataPlane,
-}
-
 async fn stack(yaml: &str) -> Stack {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("switchyard.yaml");
-    std::fs::write(&config, yaml).expect("write config");
-    let cp = ControlPlane::start(dir.path(), &config);
-    let dp = DataPlane::start(dir.path(), "node-1", &cp.grpc_url());
-    let http = client();
-    eventually("data plane ready", WAIT, || async {
-        let r = http.get(dp.admin("/readyz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    Stack {
-        _dir: dir,
-        config,
-        cp,
-        dp,
-    }
+    Stack::start(yaml, WAIT).await
 }
 
 /// Saves like an editor (temp file renamed over) so the watcher applies it.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use switchyard_tests::{client, eventually, Backend, BackendMode, ControlPlane, DataPlane};
+use switchyard_tests::{
+    client, eventually, get_text, Backend, BackendMode, ControlPlane, DataPlane,
+};
 use tokio::sync::Mutex;
 
 const RUN_FOR: Duration = Duration::from_secs(10);
@@ -45,11 +47,7 @@ async fn config_changes_every_100ms_drop_and_misroute_nothing() {
         DataPlane::start(dir.path(), "b", &cp.grpc_url()),
     ];
     for dp in &dps {
-        eventually("ready", Duration::from_secs(30), || async {
-            let r = client().get(dp.admin("/readyz")).send().await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
+        dp.wait_ready(Duration::from_secs(30)).await;
     }
 
     let start = Instant::now();
@@ -143,14 +141,7 @@ async fn config_changes_every_100ms_drop_and_misroute_nothing() {
     let last = writes.lock().await.last().map(|(m, _)| *m).expect("writes");
     for dp in &dps {
         eventually("last version served", Duration::from_secs(20), || async {
-            let t = client()
-                .get(dp.proxy("/v"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let t = get_text(&dp.proxy("/v")).await?;
             (t == last.to_string()).then_some(())
         })
         .await;

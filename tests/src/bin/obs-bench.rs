@@ -203,12 +203,7 @@ async fn throughput(url: &str, secs: f64) -> f64 {
 }
 
 async fn wait_ready(dp: &DataPlane) {
-    let http = client();
-    eventually("data plane ready", Duration::from_secs(30), || async {
-        let r = http.get(dp.admin("/readyz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    dp.wait_ready(Duration::from_secs(30)).await;
 }
 
 /// Part 1: request metrics on vs off.
