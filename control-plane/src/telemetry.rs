@@ -23,43 +23,9 @@ use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::service::Service;
+pub use switchyard_shared::otlp::OtlpSettings;
 
 pub const SERVICE_NAME: &str = "switchyard-control-plane";
-
-/// What the environment asks for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OtlpSettings {
-    pub traces: bool,
-    pub metrics: bool,
-    pub metric_interval: Option<Duration>,
-}
-
-impl OtlpSettings {
-    pub fn from_env() -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        let set = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-            return Self::default();
-        }
-        let base = set("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
-        let on = |var: &str| {
-            set(var).is_none_or(|v| v.split(',').any(|e| e.trim().eq_ignore_ascii_case("otlp")))
-        };
-        Self {
-            traces: on("OTEL_TRACES_EXPORTER")
-                && (base || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()),
-            metrics: on("OTEL_METRICS_EXPORTER")
-                && (base || set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_some()),
-            metric_interval: set("OTEL_METRIC_EXPORT_INTERVAL")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|ms| *ms > 0)
-                .map(Duration::from_millis),
-        }
-    }
-}
 
 struct Otel {
     settings: OtlpSettings,
@@ -216,33 +182,5 @@ pub fn shutdown(timeout: Duration) {
     let meters = otel.meters.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(m) = meters.as_ref() {
         let _ = m.shutdown_with_timeout(timeout);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    #[test]
-    fn settings_follow_the_standard_variables() {
-        let s = |vars: &[(&str, &str)]| {
-            let map: HashMap<&str, &str> = vars.iter().copied().collect();
-            OtlpSettings::from_lookup(|k| map.get(k).map(|v| (*v).to_owned()))
-        };
-        assert_eq!(s(&[]), OtlpSettings::default());
-        let on = s(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")]);
-        assert!(on.traces && on.metrics);
-        let off = s(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
-            ("OTEL_SDK_DISABLED", "TRUE"),
-        ]);
-        assert!(!off.traces && !off.metrics);
-        let metrics_only = s(&[(
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-            "http://127.0.0.1:4317",
-        )]);
-        assert!(!metrics_only.traces && metrics_only.metrics);
     }
 }

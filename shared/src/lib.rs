@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod otlp;
 pub mod parse;
 pub mod routing;
 pub mod validate;

@@ -17,6 +17,7 @@ use opentelemetry_otlp::{MetricExporter, SpanExporter};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
+pub use switchyard_shared::otlp::OtlpSettings;
 
 use crate::metrics::process::ProcessStats;
 use crate::metrics::Metrics;
@@ -31,58 +32,6 @@ pub enum OtlpError {
     Runtime(#[source] std::io::Error),
     #[error("cannot build the OTLP exporter: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
-}
-
-/// What the environment asks for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OtlpSettings {
-    pub endpoint: Option<String>,
-    pub traces: bool,
-    pub metrics: bool,
-    /// `OTEL_METRIC_EXPORT_INTERVAL`, milliseconds.
-    pub metric_interval: Option<Duration>,
-}
-
-impl OtlpSettings {
-    pub fn from_env() -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Reads settings through `get` (tests pass a map).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        let set = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-            return Self::default();
-        }
-        let endpoint = set("OTEL_EXPORTER_OTLP_ENDPOINT");
-        let exporter_on = |var: &str| {
-            set(var).is_none_or(|v| v.split(',').any(|e| e.trim().eq_ignore_ascii_case("otlp")))
-        };
-        let traces = exporter_on("OTEL_TRACES_EXPORTER")
-            && (endpoint.is_some() || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some());
-        let metrics = exporter_on("OTEL_METRICS_EXPORTER")
-            && (endpoint.is_some() || set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_some());
-        let metric_interval = set("OTEL_METRIC_EXPORT_INTERVAL")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis);
-        Self {
-            endpoint,
-            traces,
-            metrics,
-            metric_interval,
-        }
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.traces || self.metrics
-    }
-
-    pub fn describe_endpoint(&self) -> String {
-        self.endpoint
-            .clone()
-            .unwrap_or_else(|| "per-signal endpoints".to_owned())
-    }
 }
 
 /// The running exporters.

@@ -1,6 +1,5 @@
 //! Unit tests of the telemetry settings and per-request recording.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
@@ -11,44 +10,6 @@ use super::request::split_host_port;
 use super::*;
 use crate::metrics::RuleMetrics;
 use crate::proxy::body::ProxyBody;
-
-fn settings(vars: &[(&str, &str)]) -> OtlpSettings {
-    let map: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    OtlpSettings::from_lookup(|k| map.get(k).cloned())
-}
-
-#[test]
-fn export_is_off_without_an_endpoint_and_follows_the_standard_switches() {
-    assert!(!settings(&[]).enabled());
-    let on = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")]);
-    assert!(on.traces && on.metrics);
-    let off = settings(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
-        ("OTEL_SDK_DISABLED", "true"),
-    ]);
-    assert!(!off.enabled());
-    let traces_only = settings(&[
-        (
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "http://127.0.0.1:4317",
-        ),
-        ("OTEL_METRICS_EXPORTER", "none"),
-    ]);
-    assert!(traces_only.traces && !traces_only.metrics);
-    let no_traces = settings(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
-        ("OTEL_TRACES_EXPORTER", "none"),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "250"),
-    ]);
-    assert!(!no_traces.traces && no_traces.metrics);
-    assert_eq!(
-        no_traces.metric_interval,
-        Some(std::time::Duration::from_millis(250))
-    );
-}
 
 #[test]
 fn host_and_port_split_like_the_semantic_conventions_want() {
