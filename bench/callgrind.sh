@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind: repeatable
+# whatever else the machine runs, so small differences (metrics on/off, a
+# hot-path change) can be compared where wall-clock rounds are too noisy.
+#
+#   bench/callgrind.sh                          # /bytes/1k, 8 s measured
+#   bench/callgrind.sh --path /replace/1k
+#   bench/callgrind.sh -- --no-request-metrics  # extra data-plane flags
+#
+# Uses the release binaries in target/release (build them first:
+# cargo build --release -p switchyard-control-plane -p switchyard-data-plane
+# -p switchyard-bench-backend). Prints one line: requests, instructions and
+# instructions per request; --keep leaves callgrind's profile for
+# callgrind_annotate.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/common.sh
+source "$ROOT/bench/lib/common.sh"
+# shellcheck source=lib/configs.sh
+source "$ROOT/bench/lib/configs.sh"
+
+URL_PATH=/bytes/1k SECS=8 WARMUP=4 CONNS=8 KEEP=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --path) URL_PATH=${2:?}; shift ;;
+    --secs) SECS=${2:?}; shift ;;
+    --connections) CONNS=${2:?}; shift ;;
+    --keep) KEEP=1 ;;
+    --) shift; break ;;
+    *) die "unknown option $1 (see the header of $0)" ;;
+  esac
+  shift
+done
+DP_EXTRA=("$@")
+
+for tool in valgrind callgrind_control callgrind_annotate wrk curl taskset; do
+  command -v "$tool" >/dev/null || die "$tool is needed (apt-get install valgrind wrk curl util-linux)"
+done
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+for b in switchyard-bench-backend switchyard-control-plane switchyard-data-plane; do
+  [ -x "$BIN/$b" ] || die "missing $BIN/$b: build the release binaries first"
+done
+
+BASE=${BENCH_PORT_BASE:-28400}
+P_BACKEND=$((BASE + 1)) P_PROXY=$((BASE + 2)) P_ADMIN=$((BASE + 3)) P_API=$((BASE + 4)) P_GRPC=$((BASE + 5))
+require_ports_free "$P_BACKEND" "$P_PROXY" "$P_ADMIN" "$P_API" "$P_GRPC"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-callgrind.XXXXXX")
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_all
+  if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$BIN/switchyard-bench-backend" --dump-dir "$WORK/content"
+start_bg backend 1 "$BIN/switchyard-bench-backend" --listen "127.0.0.1:$P_BACKEND"
+gen_switchyard_config 10 "$P_BACKEND" 1 >"$WORK/switchyard.yaml"
+start_bg cp 1 "$BIN/switchyard-control-plane" --config "$WORK/switchyard.yaml" \
+  --data-dir "$WORK/cp" --content-root "$WORK/content" \
+  --api-listen "127.0.0.1:$P_API" --grpc-listen "127.0.0.1:$P_GRPC"
+start_bg dp 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$WORK/callgrind.out" \
+  "$BIN/switchyard-data-plane" --control-plane "http://127.0.0.1:$P_GRPC" --node-id callgrind \
+  --listen "127.0.0.1:$P_PROXY" --admin-listen "127.0.0.1:$P_ADMIN" --cache-dir "$WORK/dp" \
+  --worker-threads 1 ${DP_EXTRA[@]+"${DP_EXTRA[@]}"}
+DP_PID=$LAST_PID
+wait_http "http://127.0.0.1:$P_ADMIN/readyz" 200 120 "$DP_PID" || die "data plane not ready: $(tail -5 "$WORK/dp.err")"
+
+url="http://127.0.0.1:$P_PROXY$URL_PATH"
+taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
+callgrind_control -z "$DP_PID" >/dev/null 2>&1
+requests=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" "$url" | awk '/requests in/ {print $1}')
+callgrind_control -d "$DP_PID" >/dev/null 2>&1
+profile=$(ls "$WORK"/callgrind.out.* 2>/dev/null | head -1)
+[ -n "$profile" ] || die "callgrind wrote no profile"
+instructions=$(callgrind_annotate "$profile" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+[ "${requests:-0}" -gt 0 ] || die "wrk completed no request"
+printf 'path %s, data-plane flags [%s]: %s requests, %s instructions, %s per request\n' \
+  "$URL_PATH" "${DP_EXTRA[*]:-}" "$requests" "$instructions" "$((instructions / requests))"
