@@ -279,7 +279,9 @@ impl SourceRuntime {
                 self.stats.hits.fetch_add(1, Relaxed);
                 Ok(p.clone())
             }
-            SourceKind::Remote(cache) => cache.get().await,
+            // Boxed: the fetch future is large, and every request future
+            // that can reach it would otherwise carry (and move) its size.
+            SourceKind::Remote(cache) => Box::pin(cache.get()).await,
         }
     }
 

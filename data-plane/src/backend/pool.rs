@@ -131,7 +131,9 @@ impl ServerPool {
         loop {
             let (mut sender, reused) = match self.checkout_h1() {
                 Some(s) => (s, true),
-                None => (self.connect_h1().await?, false),
+                // Boxed: connecting is rare and its future is large; inline
+                // it would be moved along with every request's future.
+                None => (Box::pin(self.connect_h1()).await?, false),
             };
             // A returned connection may still be finishing its last
             // response; a closed one errors here and is dropped.
@@ -178,7 +180,7 @@ impl ServerPool {
         let mut sender = match cached {
             Some(s) => s,
             None => {
-                let fresh = self.connect_h2().await?;
+                let fresh = Box::pin(self.connect_h2()).await?;
                 *lock(&self.shared_h2) = Some(fresh.clone());
                 fresh
             }

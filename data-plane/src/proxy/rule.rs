@@ -53,7 +53,8 @@ pub async fn forward_rule(
     drop(result);
     rule.metrics.fallbacks.fetch_add(1, Relaxed);
     let (method, headers) = for_fallback.unwrap_or_else(|| (Method::GET, HeaderMap::new()));
-    let mut response = fallback.content.respond(&method, &headers).await;
+    // Boxed: rare, and keeps this future (moved per request) small.
+    let mut response = Box::pin(fallback.content.respond(&method, &headers)).await;
     if let Ok(v) = HeaderValue::from_str(&reason) {
         response.headers_mut().insert(FALLBACK_HEADER, v);
     }
