@@ -7,7 +7,9 @@
 
 pub mod config;
 pub mod convert;
+pub mod delta;
 pub mod parse;
+pub mod reuse;
 pub mod routing;
 pub mod validate;
 
@@ -18,4 +20,5 @@ pub mod proto {
 }
 
 pub use config::Config;
-pub use validate::{validate, Problem, ValidationErrors};
+pub use reuse::RuleReuse;
+pub use validate::{validate, validate_reusing, Problem, ValidationErrors};

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Action, Config, ContentKind, PathMatch, Rule};
+use crate::reuse::RuleReuse;
 
 /// Regexes are compiled with this size limit so one rule cannot make a
 /// data plane allocate without bound.
@@ -72,6 +73,14 @@ impl Collector {
 
 /// Checks the whole config and returns every problem found.
 pub fn validate(config: &Config) -> Result<(), ValidationErrors> {
+    validate_reusing(config, &RuleReuse::default())
+}
+
+/// Like [`validate`], for a config derived from one that passed: rules that
+/// `reuse` maps to an identical rule of that config skip their
+/// self-contained checks (syntax, regex compilation); their names and
+/// references are still checked against this config.
+pub fn validate_reusing(config: &Config, reuse: &RuleReuse) -> Result<(), ValidationErrors> {
     let mut c = Collector::default();
 
     let mut names = HashSet::new();
@@ -164,7 +173,11 @@ pub fn validate(config: &Config) -> Result<(), ValidationErrors> {
 
     let mut rules = HashSet::new();
     for (i, r) in config.rules.iter().enumerate() {
-        validate_rule(&mut c, i, r, &mut rules, &backends, &sources);
+        if reuse.previous(i).is_some() {
+            rule_references(&mut c, i, r, &mut rules, &backends, &sources);
+        } else {
+            validate_rule(&mut c, i, r, &mut rules, &backends, &sources);
+        }
     }
 
     if c.problems.is_empty() {
@@ -271,6 +284,44 @@ fn validate_rule<'a>(
         }
     }
     extensions::rule(c, &at, r, sources);
+}
+
+/// The checks of a rule that depend on the rest of the config: its name
+/// is unique, and the backend and content sources it names exist. Paths are
+/// only formatted when something is wrong.
+fn rule_references<'a>(
+    c: &mut Collector,
+    i: usize,
+    r: &'a Rule,
+    rules: &mut HashSet<&'a str>,
+    backends: &HashSet<&str>,
+    sources: &HashSet<&str>,
+) {
+    if !rules.insert(&r.name) {
+        c.add(
+            format!("rules[{i}].name"),
+            format!("duplicate rule name `{}`", r.name),
+        );
+    }
+    match &r.action {
+        Action::Forward(f) if !backends.contains(f.backend.as_str()) => c.add(
+            format!("rules[{i}].action.forward.backend"),
+            format!("unknown backend `{}`", f.backend),
+        ),
+        Action::Replace(rep) if !sources.contains(rep.source.as_str()) => c.add(
+            format!("rules[{i}].action.replace.source"),
+            format!("unknown content source `{}`", rep.source),
+        ),
+        _ => {}
+    }
+    if let Some(f) = &r.fallback {
+        if !sources.contains(f.source.as_str()) {
+            c.add(
+                format!("rules[{i}].fallback.source"),
+                format!("unknown content source `{}`", f.source),
+            );
+        }
+    }
 }
 
 /// Names appear in URLs (`/api/rules/{name}`) and metric labels, so they
