@@ -5,7 +5,9 @@
 //! its encoding, decoding and conversion cost in proportion to the change,
 //! not to the config.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::config::Config;
 use crate::convert::{

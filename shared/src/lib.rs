@@ -12,11 +12,13 @@ pub mod parse;
 pub mod reuse;
 pub mod routing;
 pub mod validate;
+pub mod wire;
 
 /// Generated from `proto/switchyard/v1/*.proto` (package `switchyard.v1`).
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
     tonic::include_proto!("switchyard.v1");
+    pub use crate::wire::Snapshot;
 }
 
 pub use config::Config;

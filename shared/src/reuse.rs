@@ -4,7 +4,7 @@
 //! that rule is checked and compiled (its regexes included), while names
 //! and references are still checked for every rule.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::Config;
 

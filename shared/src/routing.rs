@@ -3,11 +3,12 @@
 //! as rules grow (no scan over every rule, no regex tried one by one).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+// Indexes keyed by config strings, rebuilt per version and probed per request.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::{Action, Config, PathMatch, Rule};
 use crate::reuse::RuleReuse;

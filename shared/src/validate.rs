@@ -1,7 +1,7 @@
 //! Validation of a whole config: every problem, each with its path
 //! (`rules[3].match.path_regex: ...`), references included.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Action, Config, ContentKind, PathMatch, Rule};
 use crate::reuse::RuleReuse;
+// Names of thousands of rules are checked on every version.
+use rustc_hash::FxHashSet as HashSet;
 
 /// Regexes are compiled with this size limit so one rule cannot make a
 /// data plane allocate without bound.
@@ -83,7 +85,7 @@ pub fn validate(config: &Config) -> Result<(), ValidationErrors> {
 pub fn validate_reusing(config: &Config, reuse: &RuleReuse) -> Result<(), ValidationErrors> {
     let mut c = Collector::default();
 
-    let mut names = HashSet::new();
+    let mut names = HashSet::default();
     for (i, l) in config.listeners.iter().enumerate() {
         let at = format!("listeners[{i}]");
         check_name(&mut c, &at, &l.name, &mut names, "listener");
@@ -95,7 +97,7 @@ pub fn validate_reusing(config: &Config, reuse: &RuleReuse) -> Result<(), Valida
         }
     }
 
-    let mut backends = HashSet::new();
+    let mut backends = HashSet::default();
     for (i, b) in config.backends.iter().enumerate() {
         let at = format!("backends[{i}]");
         check_name(&mut c, &at, &b.name, &mut backends, "backend");
@@ -105,7 +107,7 @@ pub fn validate_reusing(config: &Config, reuse: &RuleReuse) -> Result<(), Valida
                 "a backend needs at least one server",
             );
         }
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         for (j, s) in b.servers.iter().enumerate() {
             let sat = format!("{at}.servers[{j}]");
             if let Err(msg) = check_host_port(&s.address) {
@@ -145,7 +147,7 @@ pub fn validate_reusing(config: &Config, reuse: &RuleReuse) -> Result<(), Valida
         .iter()
         .map(|s| s.name.as_str())
         .collect();
-    let mut sources = HashSet::new();
+    let mut sources = HashSet::default();
     for (i, s) in config.content_sources.iter().enumerate() {
         let at = format!("content_sources[{i}]");
         check_name(&mut c, &at, &s.name, &mut sources, "content source");
@@ -171,7 +173,7 @@ pub fn validate_reusing(config: &Config, reuse: &RuleReuse) -> Result<(), Valida
     }
     extensions::source_cycles(&mut c, config);
 
-    let mut rules = HashSet::new();
+    let mut rules = HashSet::default();
     for (i, r) in config.rules.iter().enumerate() {
         if reuse.previous(i).is_some() {
             rule_references(&mut c, i, r, &mut rules, &backends, &sources);
@@ -226,7 +228,7 @@ fn validate_rule<'a>(
         }
         Some(_) => {}
     }
-    let mut methods = HashSet::new();
+    let mut methods = HashSet::default();
     for (j, meth) in m.methods.iter().enumerate() {
         let upper = meth.to_ascii_uppercase();
         if meth.is_empty() || Method::from_bytes(upper.as_bytes()).is_err() {

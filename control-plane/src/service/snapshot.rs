@@ -3,7 +3,10 @@
 //! before it (computed once here, sent to every node that runs that one).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use prost::Message;
 
 use switchyard_shared::config::Config;
 use switchyard_shared::proto;
@@ -21,6 +24,9 @@ pub struct SnapshotData {
     pub blobs: BTreeMap<String, Blob>,
     /// The change from the previous version, if there was one.
     pub delta: Option<Arc<proto::SnapshotDelta>>,
+    /// `proto` encoded, on first need: every session sending the whole
+    /// snapshot shares these bytes.
+    encoded: OnceLock<Bytes>,
     /// Whether this process validated `config`: only then may later
     /// changes skip the checks of the rules they leave untouched (a config
     /// loaded from the store may predate a stricter validation).
@@ -59,17 +65,23 @@ impl SnapshotData {
             proto: wire,
             blobs,
             delta,
+            encoded: OnceLock::new(),
             validated,
         }
     }
 
-    /// The whole snapshot as a Sync message.
+    /// The whole snapshot as a Sync message, its config encoded once per
+    /// version.
     pub fn full_message(&self) -> proto::ControlMessage {
+        let encoded = self
+            .encoded
+            .get_or_init(|| Bytes::from(self.proto.encode_to_vec()));
         proto::ControlMessage {
             msg: Some(proto::control_message::Msg::Snapshot(proto::Snapshot {
                 version: self.version,
                 hash: self.hash.clone(),
-                config: Some(self.proto.clone()),
+                config: None,
+                encoded_config: Some(encoded.clone()),
             })),
         }
     }

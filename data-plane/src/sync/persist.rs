@@ -98,6 +98,7 @@ fn write(cache: &DiskCache, snapshot: &Snapshot) -> Result<usize, CacheError> {
         version: snapshot.version,
         hash: snapshot.hash.clone(),
         config: Some(config),
+        encoded_config: None,
     }
     .encode_to_vec();
     cache.write_snapshot(&encoded)?;

@@ -144,6 +144,7 @@ pub fn snapshot(
         version,
         hash,
         config: Some(proto_config),
+        encoded_config: None,
     }
 }
 

@@ -227,7 +227,7 @@ proptest! {
         new in prop::collection::vec((0u8..12, 0u8..3), 0..12),
     ) {
         let rules = |v: Vec<(u8, u8)>| {
-            let mut seen = HashSet::new();
+            let mut seen = HashSet::default();
             v.into_iter()
                 .filter(|(n, _)| seen.insert(*n))
                 .map(|(n, p)| rule(&format!("r{n}"), &format!("/{p}")))
