@@ -131,6 +131,7 @@ async fn session(
         report_interval,
     );
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reporting: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let reply = tokio::select! {
             message = inbound.message() => match message {
@@ -138,7 +139,14 @@ async fn session(
                 Ok(None) => return SessionEnd::Closed,
                 Err(status) => return status.into(),
             },
-            _ = ticker.tick() => Some(NodeMsg::Metrics(report::metrics_report(state))),
+            _ = ticker.tick() => {
+                // Built off this loop: a report of thousands of rules takes
+                // a while, and snapshots must not wait for it. One at a time.
+                if reporting.as_ref().is_none_or(|r| r.is_finished()) {
+                    reporting = Some(send_report(state, &tx));
+                }
+                None
+            }
             event = next_event(events) => Some(NodeMsg::Event(event)),
         };
         if let Some(reply) = reply {
@@ -148,6 +156,23 @@ async fn session(
             }
         }
     }
+}
+
+/// Builds the metrics report on the blocking pool and queues it.
+fn send_report(
+    state: &Arc<NodeState>,
+    tx: &mpsc::Sender<proto::NodeMessage>,
+) -> tokio::task::JoinHandle<()> {
+    let (state, tx) = (state.clone(), tx.clone());
+    tokio::spawn(async move {
+        match tokio::task::spawn_blocking(move || report::metrics_report(&state)).await {
+            Ok(report) => {
+                // A closed channel means the session ended; the next one reports.
+                let _ = tx.send(node_message(NodeMsg::Metrics(report))).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "building the metrics report failed"),
+        }
+    })
 }
 
 /// The next queued node event; never resolves without a queue.

@@ -72,6 +72,8 @@ pub(super) async fn run(
     };
     let behind = node.base.as_ref() != Some(&(current.version, current.hash.clone()));
     let mut alive = true;
+    // The report being ingested, if any (reports are ingested in order).
+    let mut ingest: Option<tokio::task::JoinHandle<()>> = None;
     if current.version > 0 && behind {
         alive = send(&tx, &mut node, &node_id, &current).await;
     }
@@ -85,6 +87,9 @@ pub(super) async fn run(
                         node.base = None;
                         let latest = snapshots.borrow_and_update().clone();
                         alive = send(&tx, &mut node, &node_id, &latest).await;
+                    }
+                    Some(node_message::Msg::Metrics(report)) => {
+                        ingest = Some(ingest_report(&service, &node_id, report, ingest.take()));
                     }
                     Some(msg) => {
                         if matches!(msg, node_message::Msg::Nack(_)) {
@@ -113,6 +118,30 @@ pub(super) async fn run(
         }
     }
     service.node_disconnected(&node_id, generation);
+}
+
+/// Ingests a metrics report on the blocking pool, after `previous`: a
+/// report of thousands of rules takes a while to fold in, and must not
+/// hold up the acks on this stream or the runtime's other work.
+fn ingest_report(
+    service: &Service,
+    node_id: &str,
+    report: proto::MetricsReport,
+    previous: Option<tokio::task::JoinHandle<()>>,
+) -> tokio::task::JoinHandle<()> {
+    let (service, node_id) = (service.clone(), node_id.to_owned());
+    tokio::spawn(async move {
+        if let Some(previous) = previous {
+            let _ = previous.await;
+        }
+        let ingested = tokio::task::spawn_blocking(move || {
+            service.node_message(&node_id, node_message::Msg::Metrics(report));
+        })
+        .await;
+        if let Err(e) = ingested {
+            tracing::warn!(error = %e, "metrics report ingestion failed");
+        }
+    })
 }
 
 /// Resolves once shutdown starts (or its sender is gone).
