@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(files.iter().map(|f| root.join(f)), [&root])?;
     tonic_prost_build::configure()
+        // Hand-written so a whole snapshot can carry its config pre-encoded.
+        .extern_path(".switchyard.v1.Snapshot", "crate::wire::Snapshot")
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

@@ -7,6 +7,8 @@ mod session;
 mod tests;
 #[cfg(test)]
 mod tests_admin;
+#[cfg(test)]
+mod tests_delta;
 
 use std::pin::Pin;
 use std::time::Duration;

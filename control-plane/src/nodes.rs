@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use switchyard_shared::proto;
 use tokio::sync::mpsc;
@@ -32,8 +32,9 @@ pub struct NodeStatus {
     /// 0 until the node acks a snapshot (or says in Hello it runs one).
     pub acked_version: u64,
     pub last_nack: Option<NackInfo>,
-    /// The latest metrics report and when it arrived.
-    pub metrics: Option<(u64, proto::MetricsReport)>,
+    /// The latest metrics report and when it arrived. Shared, so listing
+    /// the fleet (polled often) does not copy reports of thousands of rules.
+    pub metrics: Option<(u64, Arc<proto::MetricsReport>)>,
 }
 
 struct NodeEntry {
@@ -109,6 +110,7 @@ impl NodeRegistry {
     }
 
     pub fn metrics(&self, node_id: &str, report: proto::MetricsReport) {
+        let report = Arc::new(report);
         self.with_node(node_id, |s| s.metrics = Some((now_unix_ms(), report)));
     }
 

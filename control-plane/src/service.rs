@@ -9,15 +9,18 @@ mod fleet;
 mod health;
 mod reports;
 mod rules;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
 pub use diff::Diff;
+use diff::{content_summary, updated_sources};
 pub use explain::{Explanation, SampleRequest};
 pub use fleet::CommandOutcome;
 pub use health::HealthView;
 pub use reports::{CacheStatsReport, MetricsReportView, SourceView, StatusView};
 pub use rules::{Named, NamedOp};
+pub use snapshot::SnapshotData;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,8 +31,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use switchyard_shared::config::Config;
 use switchyard_shared::parse::{config_hash, parse_yaml};
-use switchyard_shared::proto;
-use switchyard_shared::validate::validate;
+use switchyard_shared::validate::validate_reusing;
+use switchyard_shared::RuleReuse;
 use tokio::sync::watch;
 
 use crate::content::{Blob, BlobIndex, ContentRoot};
@@ -38,19 +41,6 @@ use crate::events::EventBus;
 use crate::nodes::NodeRegistry;
 use crate::store::{AuditEntry, Commit, HistoryEntry, Store, StoredConfig};
 use crate::time_util::now_unix_ms;
-
-/// What data planes receive: one immutable version of the config with its
-/// file blobs resolved.
-#[derive(Debug, Clone)]
-pub struct SnapshotData {
-    pub version: u64,
-    pub hash: String,
-    pub config: Arc<Config>,
-    /// The wire form, with `FileContent.sha256/size` filled in.
-    pub proto: proto::Config,
-    /// Source name -> blob, for file sources.
-    pub blobs: BTreeMap<String, Blob>,
-}
 
 /// Tunables of the service layer.
 #[derive(Debug, Clone)]
@@ -158,30 +148,6 @@ pub fn version_hash(config: &Config, blobs: &BTreeMap<String, Blob>) -> String {
     hex::encode(h.finalize())
 }
 
-fn build_snapshot(
-    version: u64,
-    hash: String,
-    config: Config,
-    blobs: BTreeMap<String, Blob>,
-) -> SnapshotData {
-    let mut wire = proto::Config::from(&config);
-    for source in &mut wire.content_sources {
-        if let Some(proto::content_source::Kind::File(f)) = &mut source.kind {
-            if let Some(blob) = blobs.get(&source.name) {
-                f.sha256 = blob.sha256.clone();
-                f.size = blob.size;
-            }
-        }
-    }
-    SnapshotData {
-        version,
-        hash,
-        config: Arc::new(config),
-        proto: wire,
-        blobs,
-    }
-}
-
 impl Service {
     /// Builds the service around a store. The initial snapshot is the
     /// store's current config with its files hashed now (version 0 and an
@@ -195,9 +161,16 @@ impl Service {
                 config,
             }) => {
                 let blobs = content.scan(&config).map_err(ServiceError::invalid)?;
-                build_snapshot(version, hash, config, blobs)
+                SnapshotData::build(version, hash, config, blobs, None, false)
             }
-            None => build_snapshot(0, String::new(), Config::default(), BTreeMap::new()),
+            None => SnapshotData::build(
+                0,
+                String::new(),
+                Config::default(),
+                BTreeMap::new(),
+                None,
+                true,
+            ),
         };
         let blobs = BlobIndex::default();
         blobs.replace(initial.blobs.values().cloned());
@@ -282,10 +255,22 @@ impl Service {
         self.inner.snapshot.subscribe()
     }
 
-    /// Validation plus content checks, without changing anything.
+    /// Validation plus content checks, without changing anything. Rules
+    /// identical to rules of the current (validated) config skip their
+    /// self-contained checks, so a change of one rule among thousands does
+    /// not recompile every regex.
     pub async fn check(&self, config: Config) -> Result<Checked, ServiceError> {
         let content = self.inner.content.clone();
-        run_blocking(move || check_config(&content, config)).await?
+        let current = self.current();
+        run_blocking(move || {
+            let reuse = if current.validated {
+                RuleReuse::between(&current.config, &config)
+            } else {
+                RuleReuse::default()
+            };
+            check_config_reusing(&content, config, &reuse)
+        })
+        .await?
     }
 
     /// THE change path. `edit` derives the new config from the current one.
@@ -307,6 +292,7 @@ impl Service {
         F: FnOnce(&Config) -> Result<Config, ServiceError>,
     {
         let _guard = self.inner.write_lock.lock().await;
+        let started = Instant::now();
         let current = self.current();
         if let Some(expected) = meta.if_version {
             if expected != current.version {
@@ -315,6 +301,7 @@ impl Service {
         }
         let proposed = edit(&current.config)?;
         let checked = self.check(proposed).await?;
+        let checked_at = started.elapsed();
         if checked.hash == current.hash {
             if let Some(h) = file_hash {
                 let store = self.inner.store.clone();
@@ -329,6 +316,7 @@ impl Service {
         }
         let version = current.version + 1;
         let diff = Diff::between(&current.config, &checked.config);
+        let diffed_at = started.elapsed();
         let summary = if diff.is_empty() {
             content_summary(&current.blobs, &checked.blobs)
         } else {
@@ -363,11 +351,28 @@ impl Service {
         };
         let store = self.inner.store.clone();
         run_blocking(move || store.commit(&commit)).await??;
+        let committed_at = started.elapsed();
 
         let updated = updated_sources(&current, &checked);
-        let snapshot = build_snapshot(version, checked.hash.clone(), checked.config, checked.blobs);
+        let snapshot = SnapshotData::build(
+            version,
+            checked.hash.clone(),
+            checked.config,
+            checked.blobs,
+            Some(&current),
+            true,
+        );
         self.inner.blobs.replace(snapshot.blobs.values().cloned());
         self.inner.snapshot.send_replace(Arc::new(snapshot));
+        // Where a write's time goes (validation, diff, sled, snapshot + delta).
+        tracing::debug!(
+            version,
+            check = ?checked_at,
+            diff = ?(diffed_at - checked_at),
+            commit = ?(committed_at - diffed_at),
+            publish = ?(started.elapsed() - committed_at),
+            "change timings"
+        );
         let kind = if meta.action.starts_with("file") {
             "config_reloaded"
         } else {
@@ -513,7 +518,16 @@ impl Service {
 
 /// Validation (every problem) plus the content-root checks of file sources.
 pub fn check_config(content: &ContentRoot, config: Config) -> Result<Checked, ServiceError> {
-    let mut problems: Vec<Problem> = match validate(&config) {
+    check_config_reusing(content, config, &RuleReuse::default())
+}
+
+/// [`check_config`] for a config derived from an already validated one.
+pub fn check_config_reusing(
+    content: &ContentRoot,
+    config: Config,
+    reuse: &RuleReuse,
+) -> Result<Checked, ServiceError> {
+    let mut problems: Vec<Problem> = match validate_reusing(&config, reuse) {
         Ok(()) => Vec::new(),
         Err(e) => e.problems.into_iter().map(Problem::from).collect(),
     };
@@ -533,48 +547,6 @@ pub fn check_config(content: &ContentRoot, config: Config) -> Result<Checked, Se
         blobs,
         hash,
     })
-}
-
-/// Content sources that are new or whose definition or file content
-/// changed in this version (for the `content_updated` event).
-fn updated_sources(current: &SnapshotData, checked: &Checked) -> Vec<serde_json::Value> {
-    checked
-        .config
-        .content_sources
-        .iter()
-        .filter(|s| {
-            let old = current
-                .config
-                .content_sources
-                .iter()
-                .find(|o| o.name == s.name);
-            old != Some(*s)
-                || current.blobs.get(&s.name).map(|b| &b.sha256)
-                    != checked.blobs.get(&s.name).map(|b| &b.sha256)
-        })
-        .map(|s| {
-            let blob = checked.blobs.get(&s.name);
-            serde_json::json!({
-                "source": s.name,
-                "sha256": blob.map(|b| b.sha256.clone()),
-                "size": blob.map(|b| b.size),
-            })
-        })
-        .collect()
-}
-
-/// The summary of a change that only touched file content.
-fn content_summary(old: &BTreeMap<String, Blob>, new: &BTreeMap<String, Blob>) -> String {
-    let changed: Vec<&str> = new
-        .iter()
-        .filter(|(name, blob)| old.get(*name).map(|b| &b.sha256) != Some(&blob.sha256))
-        .map(|(name, _)| name.as_str())
-        .collect();
-    if changed.is_empty() {
-        "no changes to named items".to_owned()
-    } else {
-        format!("file content changed: {}", changed.join(", "))
-    }
 }
 
 /// Runs blocking work (disk, sled) off the async workers.

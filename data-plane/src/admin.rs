@@ -34,6 +34,8 @@ async fn readyz(State(state): State<Arc<NodeState>>) -> Response {
             "hash": s.hash(),
             "source": s.source().as_str(),
             "control_plane_connected": connected,
+            // Written to the cache folder just after it is applied.
+            "persisted_version": state.persist.persisted_version(),
         }))
         .into_response(),
         None => {

@@ -115,6 +115,17 @@ impl DiskCache {
         }
     }
 
+    /// Whether a blob file of that digest and size is present (not read:
+    /// loading verifies every blob anyway).
+    pub fn has_blob(&self, sha256: &str, size: u64) -> Result<bool, CacheError> {
+        let path = self.blob_path(sha256)?;
+        match fs::metadata(&path) {
+            Ok(m) => Ok(m.is_file() && m.len() == size),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(CacheError::Io { path, source }),
+        }
+    }
+
     /// Stores a blob under its digest (the caller has verified it).
     pub fn write_blob(&self, sha256: &str, data: &[u8]) -> Result<(), CacheError> {
         check_digest(sha256)?;
@@ -206,7 +217,10 @@ mod tests {
         let data = b"hello blob";
         let sha = sha256_hex(data);
         assert!(matches!(cache.read_blob(&sha, 10), Ok(None)));
+        assert!(matches!(cache.has_blob(&sha, 10), Ok(false)));
         assert!(cache.write_blob(&sha, data).is_ok());
+        assert!(matches!(cache.has_blob(&sha, 10), Ok(true)));
+        assert!(matches!(cache.has_blob(&sha, 11), Ok(false)));
         let read = cache.read_blob(&sha, 10).ok().flatten();
         assert_eq!(read.as_deref(), Some(&data[..]));
 

@@ -56,6 +56,7 @@ impl DataPlane {
             snapshots: Arc::new(SnapshotCell::default()),
             metrics: Arc::new(Metrics::default()),
             cache,
+            persist: Arc::default(),
             sync: SyncStatus::default(),
             started: Instant::now(),
             events,
@@ -112,6 +113,12 @@ impl DataPlane {
         ));
         let mut tasks = JoinSet::new();
 
+        // Listed first so shutdown finds it writing what is pending.
+        tasks.spawn(sync::persist_run(
+            self.state.persist.clone(),
+            self.state.cache.clone(),
+            signal.clone(),
+        ));
         tasks.spawn(sync::run(
             self.state.clone(),
             self.endpoint.clone(),

@@ -4,12 +4,13 @@
 
 mod build;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+use switchyard_shared::convert::BlobRef;
 use switchyard_shared::routing::RouteTable;
 use switchyard_shared::Config;
 use tokio::sync::watch;
@@ -47,10 +48,14 @@ pub struct Snapshot {
     pub(crate) source: SnapshotSource,
     pub(crate) config: Config,
     pub(crate) routes: RouteTable,
-    /// Aligned with `routes.rules()`.
-    pub(crate) rules: Vec<RuleRuntime>,
+    /// Aligned with `routes.rules()`; shared with the next snapshot where
+    /// the rule and what it resolved are unchanged.
+    pub(crate) rules: Vec<Arc<RuleRuntime>>,
     /// By backend name; reused by the next snapshot when unchanged.
     pub(crate) backends: HashMap<String, Arc<BackendRuntime>>,
+    /// The blob of each file content source, by source name (the domain
+    /// config does not carry digests; deltas and the cache need them).
+    pub(crate) file_blobs: BTreeMap<String, BlobRef>,
     /// File blobs by sha256, reused by the next snapshot.
     pub(crate) blobs: HashMap<String, Bytes>,
     /// Every content source, ready to answer; unchanged sources (and their

@@ -12,6 +12,7 @@ use crate::cache::DiskCache;
 use crate::events::EventSink;
 use crate::metrics::Metrics;
 use crate::snapshot::SnapshotCell;
+use crate::sync::PersistQueue;
 
 #[derive(Debug)]
 pub struct NodeState {
@@ -21,6 +22,8 @@ pub struct NodeState {
     pub snapshots: Arc<SnapshotCell>,
     pub metrics: Arc<Metrics>,
     pub cache: DiskCache,
+    /// Applied snapshots waiting to be written to `cache`.
+    pub persist: Arc<PersistQueue>,
     pub sync: SyncStatus,
     pub started: Instant,
     /// Where backends report health changes.

@@ -4,6 +4,7 @@
 
 mod apply;
 pub mod backoff;
+mod persist;
 mod report;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::state::NodeState;
 use backoff::Backoff;
 
 pub use apply::load_cached;
+pub use persist::{run as persist_run, PersistQueue};
 
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
@@ -112,6 +114,7 @@ async fn session(
             .as_ref()
             .map(|s| s.hash().to_owned())
             .unwrap_or_default(),
+        accepts_delta: true,
     };
     // The channel is empty, so this cannot wait.
     let _ = tx.try_send(node_message(NodeMsg::Hello(hello)));
@@ -128,6 +131,7 @@ async fn session(
         report_interval,
     );
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reporting: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let reply = tokio::select! {
             message = inbound.message() => match message {
@@ -135,7 +139,14 @@ async fn session(
                 Ok(None) => return SessionEnd::Closed,
                 Err(status) => return status.into(),
             },
-            _ = ticker.tick() => Some(NodeMsg::Metrics(report::metrics_report(state))),
+            _ = ticker.tick() => {
+                // Built off this loop: a report of thousands of rules takes
+                // a while, and snapshots must not wait for it. One at a time.
+                if reporting.as_ref().is_none_or(|r| r.is_finished()) {
+                    reporting = Some(send_report(state, &tx));
+                }
+                None
+            }
             event = next_event(events) => Some(NodeMsg::Event(event)),
         };
         if let Some(reply) = reply {
@@ -145,6 +156,23 @@ async fn session(
             }
         }
     }
+}
+
+/// Builds the metrics report on the blocking pool and queues it.
+fn send_report(
+    state: &Arc<NodeState>,
+    tx: &mpsc::Sender<proto::NodeMessage>,
+) -> tokio::task::JoinHandle<()> {
+    let (state, tx) = (state.clone(), tx.clone());
+    tokio::spawn(async move {
+        match tokio::task::spawn_blocking(move || report::metrics_report(&state)).await {
+            Ok(report) => {
+                // A closed channel means the session ended; the next one reports.
+                let _ = tx.send(node_message(NodeMsg::Metrics(report))).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "building the metrics report failed"),
+        }
+    })
 }
 
 /// The next queued node event; never resolves without a queue.
@@ -167,23 +195,43 @@ async fn handle(
     match message.msg? {
         ControlMsg::Snapshot(snapshot) => {
             let version = snapshot.version;
-            match apply::apply_from_control_plane(state, client, snapshot).await {
-                Ok(changed) => {
-                    if changed {
-                        tracing::info!(version, "applied snapshot");
-                    }
-                    Some(NodeMsg::Ack(proto::Ack { version }))
-                }
-                Err(e) => {
-                    tracing::warn!(version, error = %e, "rejected snapshot; keeping the current one");
-                    Some(NodeMsg::Nack(proto::Nack {
-                        version,
-                        error: e.to_string(),
-                    }))
-                }
-            }
+            let result = apply::apply_from_control_plane(state, client, snapshot).await;
+            Some(answer(version, "snapshot", result))
+        }
+        ControlMsg::Delta(delta) => {
+            let version = delta.version;
+            let result = apply::apply_delta(state, client, delta).await;
+            Some(answer(version, "delta", result))
         }
         ControlMsg::Command(command) => Some(NodeMsg::CommandResult(run_command(state, command))),
+    }
+}
+
+/// Ack, Nack, or a Nack asking for the whole snapshot.
+fn answer(version: u64, kind: &'static str, result: Result<bool, apply::ApplyError>) -> NodeMsg {
+    match result {
+        Ok(changed) => {
+            if changed {
+                tracing::info!(version, kind, "applied snapshot");
+            }
+            NodeMsg::Ack(proto::Ack { version })
+        }
+        Err(e @ apply::ApplyError::BaseMismatch { .. }) => {
+            tracing::info!(version, error = %e, "asking for the whole snapshot");
+            NodeMsg::Nack(proto::Nack {
+                version,
+                error: e.to_string(),
+                resync: true,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(version, kind, error = %e, "rejected snapshot; keeping the current one");
+            NodeMsg::Nack(proto::Nack {
+                version,
+                error: e.to_string(),
+                resync: false,
+            })
+        }
     }
 }
 

@@ -35,17 +35,32 @@ pub fn file_blobs(config: &proto::Config) -> BTreeMap<String, BlobRef> {
     config
         .content_sources
         .iter()
-        .filter_map(|s| match &s.kind {
-            Some(proto::content_source::Kind::File(f)) if !f.sha256.is_empty() => Some((
-                s.name.clone(),
-                BlobRef {
-                    sha256: f.sha256.clone(),
-                    size: f.size,
-                },
-            )),
-            _ => None,
-        })
+        .filter_map(|s| Some((s.name.clone(), blob_ref(s)?)))
         .collect()
+}
+
+/// The blob a file content source refers to (set by the control plane).
+pub fn blob_ref(source: &proto::ContentSource) -> Option<BlobRef> {
+    match &source.kind {
+        Some(proto::content_source::Kind::File(f)) if !f.sha256.is_empty() => Some(BlobRef {
+            sha256: f.sha256.clone(),
+            size: f.size,
+        }),
+        _ => None,
+    }
+}
+
+/// Fills in the blob digest and size of every file source of `config`
+/// that `blobs` knows (the wire form carries them; the domain does not).
+pub fn set_file_blobs(config: &mut proto::Config, blobs: &BTreeMap<String, BlobRef>) {
+    for source in &mut config.content_sources {
+        if let Some(proto::content_source::Kind::File(f)) = &mut source.kind {
+            if let Some(blob) = blobs.get(&source.name) {
+                f.sha256.clone_from(&blob.sha256);
+                f.size = blob.size;
+            }
+        }
+    }
 }
 
 fn lb_to_proto(lb: LoadBalancing) -> proto::LoadBalancing {
@@ -292,34 +307,10 @@ impl TryFrom<proto::Config> for Config {
     type Error = ConvertError;
 
     fn try_from(c: proto::Config) -> Result<Self, Self::Error> {
-        let limits = match c.limits {
-            Some(l) => Limits {
-                header_read_timeout: dur(l.header_read_timeout_ms),
-                max_header_bytes: l.max_header_bytes,
-                max_body_bytes: l.max_body_bytes,
-                request_timeout: l.request_timeout_ms.map(dur),
-                client_idle_timeout: dur(l.client_idle_timeout_ms),
-            },
-            None => Limits::default(),
-        };
-        let remote_content = c
-            .remote_content
-            .map(|p| RemotePolicy {
-                allow_loopback: p.allow_loopback,
-                allow_private: p.allow_private,
-            })
-            .unwrap_or_default();
         Ok(Config {
-            listeners: c
-                .listeners
-                .into_iter()
-                .map(|l| Listener {
-                    name: l.name,
-                    address: l.address,
-                })
-                .collect(),
-            limits,
-            remote_content,
+            listeners: c.listeners.into_iter().map(listener_from_proto).collect(),
+            limits: limits_from_proto(c.limits),
+            remote_content: remote_from_proto(c.remote_content),
             backends: c
                 .backends
                 .into_iter()
@@ -342,7 +333,35 @@ impl TryFrom<proto::Config> for Config {
     }
 }
 
-fn backend_from_proto(i: usize, b: proto::Backend) -> Result<Backend, ConvertError> {
+pub(crate) fn listener_from_proto(l: proto::Listener) -> Listener {
+    Listener {
+        name: l.name,
+        address: l.address,
+    }
+}
+
+pub(crate) fn limits_from_proto(l: Option<proto::Limits>) -> Limits {
+    match l {
+        Some(l) => Limits {
+            header_read_timeout: dur(l.header_read_timeout_ms),
+            max_header_bytes: l.max_header_bytes,
+            max_body_bytes: l.max_body_bytes,
+            request_timeout: l.request_timeout_ms.map(dur),
+            client_idle_timeout: dur(l.client_idle_timeout_ms),
+        },
+        None => Limits::default(),
+    }
+}
+
+pub(crate) fn remote_from_proto(p: Option<proto::RemotePolicy>) -> RemotePolicy {
+    p.map(|p| RemotePolicy {
+        allow_loopback: p.allow_loopback,
+        allow_private: p.allow_private,
+    })
+    .unwrap_or_default()
+}
+
+pub(crate) fn backend_from_proto(i: usize, b: proto::Backend) -> Result<Backend, ConvertError> {
     use proto::hash_on::Key;
     use proto::host_header::Mode;
     let at = |field: &str| format!("backends[{i}].{field}");
@@ -461,7 +480,10 @@ fn backend_from_proto(i: usize, b: proto::Backend) -> Result<Backend, ConvertErr
     })
 }
 
-fn source_from_proto(i: usize, s: proto::ContentSource) -> Result<ContentSource, ConvertError> {
+pub(crate) fn source_from_proto(
+    i: usize,
+    s: proto::ContentSource,
+) -> Result<ContentSource, ConvertError> {
     use proto::content_source::Kind;
     let mut source = ContentSource {
         name: s.name,
@@ -502,7 +524,7 @@ fn edits_from_proto(e: Option<proto::HeaderEdits>) -> HeaderEdits {
     .unwrap_or_default()
 }
 
-fn rule_from_proto(i: usize, r: proto::Rule) -> Result<Rule, ConvertError> {
+pub(crate) fn rule_from_proto(i: usize, r: proto::Rule) -> Result<Rule, ConvertError> {
     use proto::rule_match::Path;
     let at = |field: &str| format!("rules[{i}].{field}");
     let m = r.r#match.unwrap_or_default();

@@ -7,16 +7,21 @@
 
 pub mod config;
 pub mod convert;
+pub mod delta;
 pub mod otlp;
 pub mod parse;
+pub mod reuse;
 pub mod routing;
 pub mod validate;
+pub mod wire;
 
 /// Generated from `proto/switchyard/v1/*.proto` (package `switchyard.v1`).
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
     tonic::include_proto!("switchyard.v1");
+    pub use crate::wire::Snapshot;
 }
 
 pub use config::Config;
-pub use validate::{validate, Problem, ValidationErrors};
+pub use reuse::RuleReuse;
+pub use validate::{validate, validate_reusing, Problem, ValidationErrors};

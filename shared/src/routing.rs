@@ -3,15 +3,18 @@
 //! as rules grow (no scan over every rule, no regex tried one by one).
 
 use std::borrow::Cow;
-/// Per-request lookups hash the host and path a few times; SipHash was a
-/// visible share of the proxy's CPU.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+// Indexes keyed by config strings, rebuilt per version and probed per
+// request (SipHash was a visible share of the proxy's CPU). Keys come from
+// the config, so client-chosen lookups cannot degrade the maps.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::{Action, Config, PathMatch, Rule};
-use crate::validate::{validate, ValidationErrors, REGEX_SIZE_LIMIT};
+use crate::reuse::RuleReuse;
+use crate::validate::{validate_reusing, ValidationErrors, REGEX_SIZE_LIMIT};
 
 /// What the router needs to know about a request.
 #[derive(Debug, Clone, Copy)]
@@ -158,21 +161,32 @@ impl PathIndex {
         }
     }
 
-    fn finish(&mut self) -> Result<(), String> {
+    /// Sorts the prefix lengths and builds the regex set; the set of
+    /// `previous` (the same bucket one version earlier) is kept when its
+    /// patterns are the same, as building one is the costly part.
+    fn finish(&mut self, previous: Option<&PathIndex>) -> Result<(), String> {
         self.prefix_lens.sort_unstable_by(|a, b| b.cmp(a));
         if !self.regex_pending.is_empty() {
             let pending = std::mem::take(&mut self.regex_pending);
-            let set = RegexSetBuilder::new(pending.iter().map(|(p, _)| p))
-                .size_limit(REGEX_SIZE_LIMIT.saturating_mul(pending.len().min(64)))
-                .build()
-                .map_err(|e| e.to_string())?;
-            self.regex = Some((set, pending.into_iter().map(|(_, i)| i).collect()));
+            let ids = pending.iter().map(|&(_, i)| i).collect();
+            let same = previous
+                .and_then(|p| p.regex.as_ref())
+                .map(|(set, _)| set)
+                .filter(|set| set.patterns().iter().eq(pending.iter().map(|(p, _)| p)));
+            let set = match same {
+                Some(set) => set.clone(),
+                None => RegexSetBuilder::new(pending.iter().map(|(p, _)| p))
+                    .size_limit(REGEX_SIZE_LIMIT.saturating_mul(pending.len().min(64)))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            };
+            self.regex = Some((set, ids));
         }
         Ok(())
     }
 
     /// Lowers `best` to the first rule in this bucket that matches.
-    fn find(&self, rules: &[CompiledRule], req: &RequestInfo<'_>, best: &mut u32) {
+    fn find(&self, rules: &[Arc<CompiledRule>], req: &RequestInfo<'_>, best: &mut u32) {
         consider(rules, req, &self.any, best);
         if let Some(list) = self.exact.get(req.path) {
             consider(rules, req, list, best);
@@ -195,7 +209,7 @@ impl PathIndex {
 
 /// Lowers `best` to the first index of `list` (ascending) whose rule also
 /// passes the method and header conditions.
-fn consider(rules: &[CompiledRule], req: &RequestInfo<'_>, list: &[u32], best: &mut u32) {
+fn consider(rules: &[Arc<CompiledRule>], req: &RequestInfo<'_>, list: &[u32], best: &mut u32) {
     for &idx in list {
         if idx >= *best {
             return;
@@ -210,7 +224,8 @@ fn consider(rules: &[CompiledRule], req: &RequestInfo<'_>, list: &[u32], best: &
 /// The immutable routing table of one config version.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    rules: Vec<CompiledRule>,
+    /// Shared with the next version's table where the rule is unchanged.
+    rules: Vec<Arc<CompiledRule>>,
     exact_hosts: HashMap<String, PathIndex>,
     /// Keyed by the suffix after `*.`.
     wildcard_hosts: HashMap<String, PathIndex>,
@@ -220,11 +235,34 @@ pub struct RouteTable {
 impl RouteTable {
     /// Validates and compiles a config.
     pub fn compile(config: &Config) -> Result<Self, ValidationErrors> {
-        validate(config)?;
+        Self::compile_reusing(config, None, &RuleReuse::default())
+    }
+
+    /// Validates and compiles a config derived from the one `previous` was
+    /// compiled from, `reuse` mapping rules between the two: an unchanged
+    /// rule keeps its compiled form (regexes included) and skips its
+    /// self-contained checks, and a host bucket whose regexes did not
+    /// change keeps its regex set. The result equals a full compile.
+    pub fn compile_reusing(
+        config: &Config,
+        previous: Option<&RouteTable>,
+        reuse: &RuleReuse,
+    ) -> Result<Self, ValidationErrors> {
+        validate_reusing(config, reuse)?;
         let mut table = RouteTable::default();
         for (i, rule) in config.rules.iter().enumerate() {
-            let compiled = CompiledRule::compile(rule)
-                .map_err(|e| ValidationErrors::single(format!("rules[{i}]"), e))?;
+            let kept = previous
+                .zip(reuse.previous(i))
+                .and_then(|(p, j)| p.rules.get(j))
+                .filter(|c| c.name == rule.name)
+                .cloned();
+            let compiled = match kept {
+                Some(c) => c,
+                None => Arc::new(
+                    CompiledRule::compile(rule)
+                        .map_err(|e| ValidationErrors::single(format!("rules[{i}]"), e))?,
+                ),
+            };
             let idx = u32::try_from(i)
                 .map_err(|_| ValidationErrors::single("rules", "too many rules"))?;
             if compiled.hosts.is_empty() {
@@ -243,20 +281,21 @@ impl RouteTable {
             }
             table.rules.push(compiled);
         }
-        let finish =
-            |b: &mut PathIndex| b.finish().map_err(|e| ValidationErrors::single("rules", e));
-        finish(&mut table.any_host)?;
-        for b in table
-            .exact_hosts
-            .values_mut()
-            .chain(table.wildcard_hosts.values_mut())
-        {
-            finish(b)?;
+        let finish = |b: &mut PathIndex, prev: Option<&PathIndex>| {
+            b.finish(prev)
+                .map_err(|e| ValidationErrors::single("rules", e))
+        };
+        finish(&mut table.any_host, previous.map(|p| &p.any_host))?;
+        for (host, b) in &mut table.exact_hosts {
+            finish(b, previous.and_then(|p| p.exact_hosts.get(host)))?;
+        }
+        for (suffix, b) in &mut table.wildcard_hosts {
+            finish(b, previous.and_then(|p| p.wildcard_hosts.get(suffix)))?;
         }
         Ok(table)
     }
 
-    pub fn rules(&self) -> &[CompiledRule] {
+    pub fn rules(&self) -> &[Arc<CompiledRule>] {
         &self.rules
     }
 

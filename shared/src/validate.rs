@@ -1,7 +1,7 @@
 //! Validation of a whole config: every problem, each with its path
 //! (`rules[3].match.path_regex: ...`), references included.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -9,6 +9,9 @@ use http::{HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Action, Config, ContentKind, PathMatch, Rule};
+use crate::reuse::RuleReuse;
+// Names of thousands of rules are checked on every version.
+use rustc_hash::FxHashSet as HashSet;
 
 /// Regexes are compiled with this size limit so one rule cannot make a
 /// data plane allocate without bound.
@@ -72,9 +75,17 @@ impl Collector {
 
 /// Checks the whole config and returns every problem found.
 pub fn validate(config: &Config) -> Result<(), ValidationErrors> {
+    validate_reusing(config, &RuleReuse::default())
+}
+
+/// Like [`validate`], for a config derived from one that passed: rules that
+/// `reuse` maps to an identical rule of that config skip their
+/// self-contained checks (syntax, regex compilation); their names and
+/// references are still checked against this config.
+pub fn validate_reusing(config: &Config, reuse: &RuleReuse) -> Result<(), ValidationErrors> {
     let mut c = Collector::default();
 
-    let mut names = HashSet::new();
+    let mut names = HashSet::default();
     for (i, l) in config.listeners.iter().enumerate() {
         let at = format!("listeners[{i}]");
         check_name(&mut c, &at, &l.name, &mut names, "listener");
@@ -86,7 +97,7 @@ pub fn validate(config: &Config) -> Result<(), ValidationErrors> {
         }
     }
 
-    let mut backends = HashSet::new();
+    let mut backends = HashSet::default();
     for (i, b) in config.backends.iter().enumerate() {
         let at = format!("backends[{i}]");
         check_name(&mut c, &at, &b.name, &mut backends, "backend");
@@ -96,7 +107,7 @@ pub fn validate(config: &Config) -> Result<(), ValidationErrors> {
                 "a backend needs at least one server",
             );
         }
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         for (j, s) in b.servers.iter().enumerate() {
             let sat = format!("{at}.servers[{j}]");
             if let Err(msg) = check_host_port(&s.address) {
@@ -136,7 +147,7 @@ pub fn validate(config: &Config) -> Result<(), ValidationErrors> {
         .iter()
         .map(|s| s.name.as_str())
         .collect();
-    let mut sources = HashSet::new();
+    let mut sources = HashSet::default();
     for (i, s) in config.content_sources.iter().enumerate() {
         let at = format!("content_sources[{i}]");
         check_name(&mut c, &at, &s.name, &mut sources, "content source");
@@ -162,9 +173,13 @@ pub fn validate(config: &Config) -> Result<(), ValidationErrors> {
     }
     extensions::source_cycles(&mut c, config);
 
-    let mut rules = HashSet::new();
+    let mut rules = HashSet::default();
     for (i, r) in config.rules.iter().enumerate() {
-        validate_rule(&mut c, i, r, &mut rules, &backends, &sources);
+        if reuse.previous(i).is_some() {
+            rule_references(&mut c, i, r, &mut rules, &backends, &sources);
+        } else {
+            validate_rule(&mut c, i, r, &mut rules, &backends, &sources);
+        }
     }
 
     if c.problems.is_empty() {
@@ -213,7 +228,7 @@ fn validate_rule<'a>(
         }
         Some(_) => {}
     }
-    let mut methods = HashSet::new();
+    let mut methods = HashSet::default();
     for (j, meth) in m.methods.iter().enumerate() {
         let upper = meth.to_ascii_uppercase();
         if meth.is_empty() || Method::from_bytes(upper.as_bytes()).is_err() {
@@ -271,6 +286,44 @@ fn validate_rule<'a>(
         }
     }
     extensions::rule(c, &at, r, sources);
+}
+
+/// The checks of a rule that depend on the rest of the config: its name
+/// is unique, and the backend and content sources it names exist. Paths are
+/// only formatted when something is wrong.
+fn rule_references<'a>(
+    c: &mut Collector,
+    i: usize,
+    r: &'a Rule,
+    rules: &mut HashSet<&'a str>,
+    backends: &HashSet<&str>,
+    sources: &HashSet<&str>,
+) {
+    if !rules.insert(&r.name) {
+        c.add(
+            format!("rules[{i}].name"),
+            format!("duplicate rule name `{}`", r.name),
+        );
+    }
+    match &r.action {
+        Action::Forward(f) if !backends.contains(f.backend.as_str()) => c.add(
+            format!("rules[{i}].action.forward.backend"),
+            format!("unknown backend `{}`", f.backend),
+        ),
+        Action::Replace(rep) if !sources.contains(rep.source.as_str()) => c.add(
+            format!("rules[{i}].action.replace.source"),
+            format!("unknown content source `{}`", rep.source),
+        ),
+        _ => {}
+    }
+    if let Some(f) = &r.fallback {
+        if !sources.contains(f.source.as_str()) {
+            c.add(
+                format!("rules[{i}].fallback.source"),
+                format!("unknown content source `{}`", f.source),
+            );
+        }
+    }
 }
 
 /// Names appear in URLs (`/api/rules/{name}`) and metric labels, so they

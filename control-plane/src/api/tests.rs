@@ -101,6 +101,7 @@ async fn nodes_lists_desired_version_and_registered_nodes() {
         build: "test".into(),
         last_applied_version: 0,
         hash: String::new(),
+        accepts_delta: false,
     };
     service.node_connected(&hello, tx);
     service.nodes().nack("dp-1", 1, "boom".into());

@@ -100,7 +100,7 @@ pub(super) async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool)
 }
 
 pub(super) struct Node {
-    tx: mpsc::Sender<proto::NodeMessage>,
+    pub(super) tx: mpsc::Sender<proto::NodeMessage>,
     rx: Streaming<proto::ControlMessage>,
 }
 
@@ -109,6 +109,16 @@ pub(super) fn msg(m: node_message::Msg) -> proto::NodeMessage {
 }
 
 pub(super) async fn connect(grpc: SocketAddr, node_id: &str, version: u64, hash: &str) -> Node {
+    connect_with(grpc, node_id, version, hash, false).await
+}
+
+pub(super) async fn connect_with(
+    grpc: SocketAddr,
+    node_id: &str,
+    version: u64,
+    hash: &str,
+    accepts_delta: bool,
+) -> Node {
     let mut client = ControlPlaneClient::connect(format!("http://{grpc}"))
         .await
         .expect("connect grpc");
@@ -118,6 +128,7 @@ pub(super) async fn connect(grpc: SocketAddr, node_id: &str, version: u64, hash:
         build: "test-build".into(),
         last_applied_version: version,
         hash: hash.into(),
+        accepts_delta,
     })))
     .await
     .expect("hello");
@@ -219,6 +230,7 @@ async fn sync_round_trip_snapshot_ack_nodes_and_blob() {
         .send(msg(node_message::Msg::Nack(proto::Nack {
             version: 2,
             error: "cannot compile".into(),
+            resync: false,
         })))
         .await
         .expect("nack");

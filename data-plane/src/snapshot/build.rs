@@ -1,6 +1,9 @@
 //! Turns a domain config plus its file blobs into a [`Snapshot`]: compiles
-//! the routing table, resolves every rule's action and reuses the runtime
-//! state of unchanged backends from the previous snapshot.
+//! the routing table, resolves every rule's action and reuses what did not
+//! change from the previous snapshot: backends (with their runtime state),
+//! the content set, and each unchanged rule's compiled matcher and
+//! resolved action. A change of one rule among thousands validates and
+//! compiles that rule only.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use switchyard_shared::config::Action;
 use switchyard_shared::convert::BlobRef;
 use switchyard_shared::routing::RouteTable;
-use switchyard_shared::{Config, ValidationErrors};
+use switchyard_shared::{Config, RuleReuse, ValidationErrors};
 
 use super::{FallbackRuntime, Replacement, RuleAction, RuleRuntime, Snapshot, SnapshotSource};
 use crate::backend::{BackendError, BackendRuntime};
@@ -53,7 +56,10 @@ pub fn build(
     metrics: &Metrics,
     events: &EventSink,
 ) -> Result<Snapshot, SnapshotError> {
-    let routes = RouteTable::compile(&input.config)?;
+    let reuse = previous.map_or_else(RuleReuse::default, |p| {
+        RuleReuse::between(&p.config, &input.config)
+    });
+    let routes = RouteTable::compile_reusing(&input.config, previous.map(|p| &p.routes), &reuse)?;
 
     let mut backends = HashMap::with_capacity(input.config.backends.len());
     for spec in &input.config.backends {
@@ -75,21 +81,40 @@ pub fn build(
         backends.insert(spec.name.clone(), runtime);
     }
 
-    let content = Arc::new(ContentSet::build(
-        &input.config.content_sources,
-        &input.config.remote_content,
-        &input.file_blobs,
-        &input.blobs,
-        previous.map(|p| &*p.content),
-        events,
-    )?);
+    // The same sources, policy and blobs: the same content set, so rules
+    // that answer from it can be kept as they are.
+    let same_content = previous.filter(|p| {
+        p.config.content_sources == input.config.content_sources
+            && p.config.remote_content == input.config.remote_content
+            && p.file_blobs == input.file_blobs
+    });
+    let content = match same_content {
+        Some(p) => p.content.clone(),
+        None => Arc::new(ContentSet::build(
+            &input.config.content_sources,
+            &input.config.remote_content,
+            &input.file_blobs,
+            &input.blobs,
+            previous.map(|p| &*p.content),
+            events,
+        )?),
+    };
 
     // Compiled rules keep config order.
     let mut rewrites = input.config.rules.iter().map(|r| r.rewrite_body.as_ref());
     let mut specs = input.config.rules.iter();
     let mut rules = Vec::with_capacity(routes.rules().len());
-    for rule in routes.rules() {
+    for (i, rule) in routes.rules().iter().enumerate() {
         let spec = specs.next();
+        let rewrite = rewrites.next().flatten();
+        let kept = previous
+            .zip(reuse.previous(i))
+            .and_then(|(p, j)| p.rules.get(j))
+            .filter(|r| r.depends_only_on(&backends, &content));
+        if let Some(kept) = kept {
+            rules.push(kept.clone());
+            continue;
+        }
         let no_edits = switchyard_shared::config::HeaderEdits::default();
         let rule_err = |reason: String| SnapshotError::Rule {
             rule: rule.name.clone(),
@@ -117,7 +142,7 @@ pub fn build(
             }),
             None => None,
         };
-        rules.push(RuleRuntime {
+        rules.push(Arc::new(RuleRuntime {
             action,
             metrics: metrics.rule(&rule.name),
             request_headers: HeaderEdits::compile(spec.map_or(&no_edits, |s| &s.request_headers))
@@ -125,14 +150,14 @@ pub fn build(
             response_headers: HeaderEdits::compile(spec.map_or(&no_edits, |s| &s.response_headers))
                 .map_err(|e| rule_err(format!("response_headers: {e}")))?,
             fallback,
-            rewrite: match rewrites.next().flatten() {
+            rewrite: match rewrite {
                 Some(spec) => Some(Arc::new(
                     CompiledRewrite::compile(spec)
                         .map_err(|e| rule_err(format!("rewrite_body: {e}")))?,
                 )),
                 None => None,
             },
-        });
+        }));
     }
 
     // Keep only the blobs this version refers to.
@@ -147,9 +172,32 @@ pub fn build(
         routes,
         rules,
         backends,
+        file_blobs: input.file_blobs,
         blobs,
         content,
     })
+}
+
+impl RuleRuntime {
+    /// Whether every backend and content set this rule resolved is the
+    /// very one `backends` and `content` hold, so it can be kept as is.
+    fn depends_only_on(
+        &self,
+        backends: &HashMap<String, Arc<BackendRuntime>>,
+        content: &Arc<ContentSet>,
+    ) -> bool {
+        let action_ok = match &self.action {
+            RuleAction::Forward { backend, .. } => backends
+                .get(&backend.spec.name)
+                .is_some_and(|b| Arc::ptr_eq(b, backend)),
+            RuleAction::Replace(r) => Arc::ptr_eq(&r.content, content),
+        };
+        action_ok
+            && self
+                .fallback
+                .as_ref()
+                .is_none_or(|f| Arc::ptr_eq(&f.content.content, content))
+    }
 }
 
 /// A rule's answer from content source `source_name` of `content`.

@@ -1,14 +1,17 @@
-//! Applying a snapshot: from the control plane (fetching the blobs it
-//! lacks, persisting it as the last good one) or from the cache folder at
-//! start. Either the whole snapshot becomes current or nothing changes.
+//! Applying a snapshot: from the control plane (whole, or as a delta on top
+//! of the running version; fetching the blobs it lacks) or from the cache
+//! folder at start. Either the whole snapshot becomes current or nothing
+//! changes. A new version is acked once it serves; it is written to the
+//! cache folder right after, in the background (see `persist`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 use switchyard_shared::convert::{file_blobs, BlobRef, ConvertError};
+use switchyard_shared::delta::{self, DeltaError};
 use switchyard_shared::proto;
 use switchyard_shared::proto::control_plane_client::ControlPlaneClient;
 use switchyard_shared::Config;
@@ -30,6 +33,11 @@ pub enum ApplyError {
     NoConfig(u64),
     #[error(transparent)]
     Convert(#[from] ConvertError),
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    /// Not the config's fault: the node asks for the whole snapshot.
+    #[error("delta from version {base} does not apply: this node runs {running:?}")]
+    BaseMismatch { base: u64, running: Option<u64> },
     #[error("content source `{source_name}`: {reason}")]
     Blob { source_name: String, reason: String },
     #[error(transparent)]
@@ -57,13 +65,23 @@ fn check_fault_switch(config: &Config) -> Result<(), ApplyError> {
     }
 }
 
-/// Applies a snapshot received from the control plane. Returns `false`
-/// when it was already the current one.
+/// Runs `f` on the blocking pool (conversions and builds are O(config)).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApplyError> + Send + 'static,
+) -> Result<T, ApplyError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApplyError::Internal(e.to_string()))?
+}
+
+/// Applies a whole snapshot received from the control plane. Returns
+/// `false` when it was already the current one.
 pub async fn apply_from_control_plane(
     state: &Arc<NodeState>,
     client: &mut ControlPlaneClient<Channel>,
     snap: proto::Snapshot,
 ) -> Result<bool, ApplyError> {
+    let started = Instant::now();
     let current = state.snapshots.load();
     if let Some(c) = &current {
         if c.version == snap.version
@@ -73,15 +91,80 @@ pub async fn apply_from_control_plane(
             return Ok(false);
         }
     }
-    let encoded = snap.encode_to_vec();
     let (version, hash) = (snap.version, snap.hash);
     let proto_config = snap.config.ok_or(ApplyError::NoConfig(version))?;
-    let file_blobs = file_blobs(&proto_config);
-    let config = Config::try_from(proto_config)?;
+    let (config, file_blobs) = blocking(move || {
+        let file_blobs = file_blobs(&proto_config);
+        Ok((Config::try_from(proto_config)?, file_blobs))
+    })
+    .await?;
+    let incoming = Incoming {
+        version,
+        hash,
+        config,
+        file_blobs,
+        started,
+    };
+    apply_config(state, client, current, incoming).await
+}
+
+/// Applies a delta on top of the running version; `BaseMismatch` when the
+/// node does not run the delta's base.
+pub async fn apply_delta(
+    state: &Arc<NodeState>,
+    client: &mut ControlPlaneClient<Channel>,
+    delta: proto::SnapshotDelta,
+) -> Result<bool, ApplyError> {
+    let started = Instant::now();
+    let current = state.snapshots.load();
+    let base = current
+        .clone()
+        .filter(|c| c.version == delta.base_version && c.hash == delta.base_hash)
+        .ok_or(ApplyError::BaseMismatch {
+            base: delta.base_version,
+            running: current.as_ref().map(|c| c.version),
+        })?;
+    let (version, hash) = (delta.version, delta.hash.clone());
+    let (config, file_blobs) =
+        blocking(move || Ok(delta::apply(&base.config, &base.file_blobs, delta)?)).await?;
+    let incoming = Incoming {
+        version,
+        hash,
+        config,
+        file_blobs,
+        started,
+    };
+    apply_config(state, client, current, incoming).await
+}
+
+/// A received version, converted to the domain model.
+struct Incoming {
+    version: u64,
+    hash: String,
+    config: Config,
+    file_blobs: BTreeMap<String, BlobRef>,
+    started: Instant,
+}
+
+/// Resolves the blobs, builds the snapshot (reusing what `current` has in
+/// common with it), makes it current and queues it for the cache folder.
+async fn apply_config(
+    state: &Arc<NodeState>,
+    client: &mut ControlPlaneClient<Channel>,
+    current: Option<Arc<Snapshot>>,
+    incoming: Incoming,
+) -> Result<bool, ApplyError> {
+    let Incoming {
+        version,
+        hash,
+        config,
+        file_blobs,
+        started,
+    } = incoming;
     check_fault_switch(&config)?;
+    let converted = started.elapsed();
 
     let mut blobs = HashMap::new();
-    let mut all_on_disk = true;
     for (source_name, blob) in &file_blobs {
         if blobs.contains_key(&blob.sha256) {
             continue;
@@ -91,11 +174,8 @@ pub async fn apply_from_control_plane(
             Some(data) => data.clone(),
             None => match read_blob(state, blob).await? {
                 Some(data) => data,
-                None => {
-                    let data = fetch_blob(client, source_name, blob).await?;
-                    all_on_disk &= write_blob(state, blob, data.clone()).await;
-                    data
-                }
+                // Written to the cache folder with the snapshot.
+                None => fetch_blob(client, source_name, blob).await?,
             },
         };
         blobs.insert(blob.sha256.clone(), data);
@@ -112,19 +192,16 @@ pub async fn apply_from_control_plane(
     let (metrics, events) = (state.metrics.clone(), state.events.clone());
     let previous = current.clone();
     let snapshot =
-        tokio::task::spawn_blocking(move || build(input, previous.as_deref(), &metrics, &events))
-            .await
-            .map_err(|e| ApplyError::Internal(e.to_string()))??;
+        blocking(move || Ok(build(input, previous.as_deref(), &metrics, &events)?)).await?;
+    let built = started.elapsed();
     let snapshot = Arc::new(snapshot);
-    if all_on_disk {
-        persist(state, encoded, snapshot.clone()).await;
-    } else {
-        tracing::warn!(
-            version,
-            "not persisting snapshot: some blobs could not be written"
-        );
+    state.snapshots.store(snapshot.clone());
+    state.persist.submit(snapshot);
+    tracing::debug!(version, convert = ?converted, build = ?(built - converted), total = ?started.elapsed(), "applied");
+    if let Some(old) = current {
+        // Freeing thousands of rules takes a while; not before the ack.
+        tokio::task::spawn_blocking(move || drop(old));
     }
-    state.snapshots.store(snapshot);
     Ok(true)
 }
 
@@ -170,43 +247,6 @@ async fn read_blob(state: &NodeState, blob: &BlobRef) -> Result<Option<Bytes>, A
         .await
         .map_err(|e| ApplyError::Internal(e.to_string()))?
         .map_err(ApplyError::from)
-}
-
-/// Stores a fetched blob; `false` (logged) when the disk refused.
-async fn write_blob(state: &NodeState, blob: &BlobRef, data: Bytes) -> bool {
-    let cache = state.cache.clone();
-    let sha = blob.sha256.clone();
-    let result = tokio::task::spawn_blocking(move || cache.write_blob(&sha, &data)).await;
-    match result {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot store blob in the cache");
-            false
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "blob store task failed");
-            false
-        }
-    }
-}
-
-/// Writes the snapshot as the last good one and drops blobs it no longer
-/// needs. Failures are logged: serving the new version matters more.
-async fn persist(state: &NodeState, encoded: Vec<u8>, snapshot: Arc<Snapshot>) {
-    let cache = state.cache.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        cache.write_snapshot(&encoded)?;
-        let keep = snapshot.blobs.keys().map(String::as_str).collect();
-        cache.retain_blobs(&keep)
-    })
-    .await;
-    match result {
-        Ok(Ok(removed)) => {
-            tracing::debug!(removed, "persisted snapshot; pruned unused blobs");
-        }
-        Ok(Err(e)) => tracing::warn!(error = %e, "cannot persist the snapshot"),
-        Err(e) => tracing::warn!(error = %e, "snapshot persistence task failed"),
-    }
 }
 
 /// Fetches a blob through `FetchBlob`, bounded by its announced size and

@@ -46,6 +46,17 @@ impl FakeState {
         }
     }
 
+    /// Sends any message to every open stream (deltas, for instance).
+    pub async fn send(&self, msg: ControlMsg) {
+        let streams: Vec<Outbound> = lock(&self.streams).clone();
+        for tx in streams {
+            let msg = proto::ControlMessage {
+                msg: Some(msg.clone()),
+            };
+            let _ = tx.send(Ok(msg)).await;
+        }
+    }
+
     /// Sends a command to every open stream.
     pub async fn command(&self, command: proto::Command) {
         let streams: Vec<Outbound> = lock(&self.streams).clone();
@@ -133,6 +144,7 @@ pub fn snapshot(
         version,
         hash,
         config: Some(proto_config),
+        encoded_config: None,
     }
 }
 

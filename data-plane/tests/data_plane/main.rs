@@ -2,6 +2,7 @@
 //! serving the real gRPC API, real hyper backends, the node in-process.
 
 mod balancing;
+mod delta;
 mod fake_cp;
 mod support;
 mod sync;

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::config::{ContentSource, ReplaceAction, RuleMatch};
+use crate::reuse::RuleReuse;
 
 fn rule(name: &str, m: RuleMatch) -> Rule {
     Rule::new(
@@ -276,5 +277,96 @@ proptest! {
         let req = RequestInfo { method: &method, host, path, headers: &headers };
         let linear = t.rules().iter().position(|r| r.check(&req).is_ok());
         prop_assert_eq!(t.route(&req), linear);
+    }
+}
+
+#[test]
+fn unchanged_rules_keep_their_compiled_form() {
+    let regex = |name: &str, re: &str| {
+        rule(
+            name,
+            RuleMatch {
+                path_regex: Some(re.into()),
+                ..m()
+            },
+        )
+    };
+    let old_rules = vec![regex("a", "^/a"), regex("b", "^/b"), regex("c", "^/c")];
+    let old_cfg = Config {
+        content_sources: vec![ContentSource::inline("s", "x")],
+        rules: old_rules,
+        ..Config::default()
+    };
+    let old = RouteTable::compile(&old_cfg).expect("compiles");
+    let mut new_cfg = old_cfg.clone();
+    new_cfg.rules.insert(0, regex("new", "^/n"));
+    new_cfg.rules[3] = regex("c", "^/changed");
+    let reuse = RuleReuse::between(&old_cfg, &new_cfg);
+    let new = RouteTable::compile_reusing(&new_cfg, Some(&old), &reuse).expect("compiles");
+    assert!(Arc::ptr_eq(&new.rules()[1], &old.rules()[0]));
+    assert!(Arc::ptr_eq(&new.rules()[2], &old.rules()[1]));
+    assert!(!Arc::ptr_eq(&new.rules()[3], &old.rules()[2]));
+    assert_eq!(
+        route(&new, "GET", "h", "/changed", &[]).as_deref(),
+        Some("c")
+    );
+    assert_eq!(route(&new, "GET", "h", "/c", &[]), None);
+    assert_eq!(route(&new, "GET", "h", "/n", &[]).as_deref(), Some("new"));
+
+    // A reused rule is still checked against the rest of the config.
+    let mut broken = new_cfg.clone();
+    broken.content_sources.clear();
+    let reuse = RuleReuse::between(&new_cfg, &broken);
+    let err = RouteTable::compile_reusing(&broken, Some(&new), &reuse).expect_err("invalid");
+    assert_eq!(err.problems.len(), 4, "{err}");
+}
+
+proptest! {
+    // Property: compiling a changed config while reusing the previous
+    // table routes exactly like compiling it from scratch.
+    #[test]
+    fn reusing_compile_equals_full_compile(
+        old in prop::collection::vec((0u8..8, arb_match()), 0..10),
+        new in prop::collection::vec((0u8..8, arb_match()), 0..10),
+        keep in prop::collection::vec(any::<bool>(), 10),
+    ) {
+        let named = |v: Vec<(u8, RuleMatch)>| {
+            let mut seen = std::collections::HashSet::new();
+            v.into_iter()
+                .filter(|(n, _)| seen.insert(*n))
+                .map(|(n, rm)| rule(&format!("r{n}"), rm))
+                .collect::<Vec<_>>()
+        };
+        let old_cfg = Config {
+            content_sources: vec![ContentSource::inline("s", "x")],
+            rules: named(old),
+            ..Config::default()
+        };
+        // Half of the new rules are copies of old ones, so many are reused.
+        let mut rules = named(new);
+        for (i, r) in rules.iter_mut().enumerate() {
+            if keep[i] {
+                if let Some(o) = old_cfg.rules.iter().find(|o| o.name == r.name) {
+                    *r = o.clone();
+                }
+            }
+        }
+        let new_cfg = Config { rules, ..old_cfg.clone() };
+        let old_t = RouteTable::compile(&old_cfg).expect("compiles");
+        let reuse = RuleReuse::between(&old_cfg, &new_cfg);
+        let reused = RouteTable::compile_reusing(&new_cfg, Some(&old_t), &reuse).expect("compiles");
+        let full = RouteTable::compile(&new_cfg).expect("compiles");
+        for host in ["a.com", "b.a.com", "x.b.a.com", "c.org"] {
+            for path in ["/", "/a", "/a/b", "/ab", "/abc"] {
+                for method in ["GET", "POST"] {
+                    for header in [&[][..], &[("x-v", "1")][..], &[("x-v", "2")][..]] {
+                        prop_assert_eq!(
+                            route(&reused, method, host, path, header),
+                            route(&full, method, host, path, header)
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Validation of the traffic-management, edit, fallback, remote-content
 //! and limit blocks (see `config/extensions.rs`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::FxHashSet as HashSet;
 use std::net::IpAddr;
 
 use http::{HeaderName, HeaderValue};
@@ -173,7 +175,7 @@ pub(super) fn source_cycles(c: &mut Collector, config: &Config) {
         if s.fallback.as_deref() == Some(s.name.as_str()) {
             continue; // reported by `source`
         }
-        let mut seen = HashSet::from([s.name.as_str()]);
+        let mut seen = HashSet::from_iter([s.name.as_str()]);
         let mut at = s.name.as_str();
         while let Some(&n) = next.get(at) {
             if !seen.insert(n) {

@@ -16,6 +16,8 @@ struct Args {
     nodes: Vec<usize>,
     rules: Vec<usize>,
     writes: usize,
+    /// Keep each case's process logs here instead of a temporary folder.
+    log_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -23,6 +25,7 @@ fn parse_args() -> Args {
         nodes: vec![1, 5, 10],
         rules: vec![10, 1_000, 10_000],
         writes: 50,
+        log_dir: None,
     };
     let list = |v: Option<String>| -> Vec<usize> {
         v.unwrap_or_default()
@@ -36,13 +39,14 @@ fn parse_args() -> Args {
             "--nodes" => args.nodes = list(it.next()),
             "--rules" => args.rules = list(it.next()),
             "--writes" => args.writes = it.next().and_then(|v| v.parse().ok()).unwrap_or(50),
+            "--log-dir" => args.log_dir = it.next().map(Into::into),
             "--smoke" => {
                 args.nodes = vec![2];
                 args.rules = vec![10];
                 args.writes = 3;
             }
             other => {
-                eprintln!("unknown argument {other}; use --nodes 1,5 --rules 10,1000 --writes N | --smoke");
+                eprintln!("unknown argument {other}; use --nodes 1,5 --rules 10,1000 --writes N --log-dir DIR | --smoke");
                 std::process::exit(2);
             }
         }
@@ -83,13 +87,28 @@ async fn all_acked(http: &reqwest::Client, cp: &ControlPlane, n: usize, version:
         >= n
 }
 
-async fn run_case(nodes: usize, rules: usize, writes: usize) -> Vec<f64> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("switchyard.yaml");
+async fn run_case(
+    nodes: usize,
+    rules: usize,
+    writes: usize,
+    log_dir: Option<&std::path::Path>,
+) -> Vec<f64> {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = match log_dir {
+        Some(d) => {
+            let d = d.join(format!("{nodes}x{rules}"));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).expect("create log dir");
+            d
+        }
+        None => tmp.path().to_owned(),
+    };
+    let dir = &dir;
+    let config = dir.as_path().join("switchyard.yaml");
     std::fs::write(&config, config_yaml(rules)).expect("write config");
-    let cp = ControlPlane::start(dir.path(), &config);
+    let cp = ControlPlane::start(dir.as_path(), &config);
     let dps: Vec<DataPlane> = (0..nodes)
-        .map(|i| DataPlane::start(dir.path(), &format!("dp{i}"), &cp.grpc_url()))
+        .map(|i| DataPlane::start(dir.as_path(), &format!("dp{i}"), &cp.grpc_url()))
         .collect();
     let http = client();
     eventually("initial convergence", Duration::from_secs(120), || {
@@ -149,7 +168,7 @@ async fn main() {
             } else {
                 args.writes
             };
-            let lat = run_case(nodes, rules, writes).await;
+            let lat = run_case(nodes, rules, writes, args.log_dir.as_deref()).await;
             println!(
                 "| {nodes} | {rules} | {writes} | {:.1} | {:.1} | {:.1} |",
                 percentile(&lat, 50.0),

@@ -158,3 +158,35 @@ fn unchanged_backends_are_reused_and_changed_ones_rebuilt() {
     assert!(Arc::ptr_eq(backend, &second.backends["pool"]));
     assert_eq!(strip_prefix.as_deref(), Some("/api"));
 }
+
+#[test]
+fn unchanged_rules_are_kept_unless_what_they_resolved_changed() {
+    let first = built(input(config(YAML), true), None);
+    // A new rule in front, and a change to the backend `fwd` forwards to.
+    let changed = YAML
+        .replace(
+            "rules:\n",
+            "rules:\n  - name: new\n    match: { path_exact: /new }\n    action: { replace: { source: note } }\n",
+        )
+        .replace("127.0.0.1:1", "127.0.0.1:9");
+    let second = built(input(config(&changed), true), Some(&first));
+    assert!(Arc::ptr_eq(&first.content, &second.content));
+    assert!(Arc::ptr_eq(&first.rules[0], &second.rules[1]));
+    assert!(Arc::ptr_eq(&first.rules[1], &second.rules[2]));
+    assert!(
+        !Arc::ptr_eq(&first.rules[2], &second.rules[3]),
+        "its backend changed"
+    );
+    let RuleAction::Forward { backend, .. } = &second.rules[3].action else {
+        panic!("rule 3 is not a forward");
+    };
+    assert!(Arc::ptr_eq(backend, &second.backends["pool"]));
+    assert_eq!(second.routes.rules().len(), second.rules.len());
+
+    // Any content change rebuilds the content set and the rules using it.
+    let content = changed.replace("inline: \"hi\"", "inline: \"ho\"");
+    let third = built(input(config(&content), true), Some(&second));
+    assert!(!Arc::ptr_eq(&second.content, &third.content));
+    assert!(!Arc::ptr_eq(&second.rules[1], &third.rules[1]));
+    assert!(Arc::ptr_eq(&second.rules[3], &third.rules[3]), "a forward");
+}
