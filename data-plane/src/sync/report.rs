@@ -29,7 +29,7 @@ pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
             requests: m.requests.load(Relaxed),
             errors: m.errors.load(Relaxed),
             status_counts: m.statuses.codes().collect(),
-            latency: Some(m.latency.snapshot().to_proto()),
+            latency: observed(m.latency.snapshot()),
             bytes_in: m.bytes_in.load(Relaxed),
             bytes_out: m.bytes_out.load(Relaxed),
             fallbacks: m.fallbacks.load(Relaxed),
@@ -70,9 +70,33 @@ pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
     }
 }
 
+/// The histogram, or nothing when it is empty: an idle rule's 107 zero
+/// buckets would make most of a report of thousands of rules, and the
+/// control plane reads a missing histogram as an empty one.
+fn observed(h: crate::metrics::histogram::HistogramSnapshot) -> Option<proto::Histogram> {
+    (h.count > 0).then(|| h.to_proto())
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::histogram::Histogram;
+
+    #[test]
+    fn only_histograms_with_observations_are_sent() {
+        let h = Histogram::default();
+        assert_eq!(observed(h.snapshot()), None);
+        h.record(Duration::from_millis(3));
+        let sent = observed(h.snapshot()).map(|p| (p.count, p.counts.iter().sum::<u64>()));
+        assert_eq!(sent, Some((1, 1)));
+    }
 }
