@@ -8,6 +8,8 @@
 pub mod config;
 pub mod convert;
 pub mod delta;
+#[cfg(test)]
+mod fixtures;
 pub mod otlp;
 pub mod parse;
 pub mod reuse;

@@ -54,22 +54,8 @@ impl RuleReuse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Action, ContentSource, ReplaceAction, Rule, RuleMatch};
-
-    fn rule(name: &str, prefix: &str) -> Rule {
-        Rule::new(
-            name,
-            RuleMatch {
-                path_prefix: Some(prefix.into()),
-                ..RuleMatch::default()
-            },
-            Action::Replace(ReplaceAction {
-                source: "s".into(),
-                status: 200,
-                headers: Default::default(),
-            }),
-        )
-    }
+    use crate::config::{ContentSource, Rule};
+    use crate::fixtures::prefix_rule as rule;
 
     fn config(rules: Vec<Rule>) -> Config {
         Config {

@@ -2,24 +2,10 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::config::{
-    Action, Backend, ContentSource, ForwardAction, Listener, ReplaceAction, Rule, RuleMatch, Server,
+    Action, Backend, ContentSource, ForwardAction, Listener, Rule, RuleMatch, Server,
 };
 use crate::convert::{file_blobs, set_file_blobs};
-
-fn rule(name: &str, prefix: &str) -> Rule {
-    Rule::new(
-        name,
-        RuleMatch {
-            path_prefix: Some(prefix.into()),
-            ..RuleMatch::default()
-        },
-        Action::Replace(ReplaceAction {
-            source: "s".into(),
-            status: 200,
-            headers: Default::default(),
-        }),
-    )
-}
+use crate::fixtures::prefix_rule as rule;
 
 fn file_source(name: &str, path: &str) -> ContentSource {
     ContentSource {
