@@ -291,29 +291,41 @@ pub async fn run(
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let hub = service.metrics_hub();
-        let fleet = hub.fleet(service.nodes());
-        hub.record(&fleet);
-        for change in hub.alerts.evaluate(&fleet) {
-            let (kind, data) = change.event();
-            match &change {
-                crate::alerts::Transition::Fired(a) => {
-                    tracing::warn!(alert = a.alert, subject = %a.subject, "{}", a.message);
-                }
-                crate::alerts::Transition::Resolved { alert, .. } => {
-                    tracing::info!(alert = alert.alert, subject = %alert.subject, "alert resolved");
-                }
-            }
-            service.events().publish(kind, data);
-        }
-        let summary = service.system_metrics(false);
-        match serde_json::to_value(&summary) {
-            Ok(data) => {
-                service.events().publish("metrics_update", data);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot encode metrics_update"),
+        // Folding thousands of rules per node takes a while: on the blocking
+        // pool, so acks and API calls are not held up behind it.
+        let service = service.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || tick(&service)).await {
+            tracing::warn!(error = %e, "metrics interval task failed");
         }
     }
+}
+
+/// One interval: fleet snapshot, history point, alerts, `metrics_update`.
+fn tick(service: &Service) {
+    let started = std::time::Instant::now();
+    let hub = service.metrics_hub();
+    let fleet = hub.fleet(service.nodes());
+    hub.record(&fleet);
+    for change in hub.alerts.evaluate(&fleet) {
+        let (kind, data) = change.event();
+        match &change {
+            crate::alerts::Transition::Fired(a) => {
+                tracing::warn!(alert = a.alert, subject = %a.subject, "{}", a.message);
+            }
+            crate::alerts::Transition::Resolved { alert, .. } => {
+                tracing::info!(alert = alert.alert, subject = %alert.subject, "alert resolved");
+            }
+        }
+        service.events().publish(kind, data);
+    }
+    let summary = service.system_metrics(false);
+    match serde_json::to_value(&summary) {
+        Ok(data) => {
+            service.events().publish("metrics_update", data);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot encode metrics_update"),
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), "metrics interval");
 }
 
 /// Resident memory of this process (Linux), for `/metrics`.
