@@ -211,6 +211,33 @@ impl ControlPlane {
         }
     }
 
+    /// Starts on port 0 with extra flags and environment variables; `name`
+    /// names its data dir and stderr log in `dir`, so several can share it.
+    pub fn start_with(
+        dir: &Path,
+        config_path: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        name: &str,
+    ) -> ControlPlane {
+        let data_dir = dir.join(format!("{name}-data"));
+        let mut args = Self::args(config_path, &data_dir, "127.0.0.1:0", "127.0.0.1:0");
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        let proc = Proc::start_with_env(
+            &bin_path("e2e-control-plane"),
+            &args,
+            env,
+            &["api", "grpc"],
+            dir,
+            name,
+        );
+        ControlPlane {
+            proc,
+            config_path: config_path.to_owned(),
+            data_dir,
+        }
+    }
+
     pub fn api(&self, path: &str) -> String {
         format!("{}{path}", self.proc.url("api"))
     }

@@ -136,13 +136,13 @@ fn presented(req: &Request) -> Option<String> {
 }
 
 /// Paths anyone may read: liveness and the API description.
-fn is_public(path: &str) -> bool {
+pub(crate) fn is_public(path: &str) -> bool {
     matches!(path, "/api/health" | "/api/openapi.json")
 }
 
 /// Requests that change nothing: reads, plus the dry runs (validate, rule
 /// test) which are POSTs only because they carry a body.
-fn is_read_only(method: &Method, path: &str) -> bool {
+pub(crate) fn is_read_only(method: &Method, path: &str) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
         || (*method == Method::POST
             && (path == "/api/config/validate"

@@ -141,8 +141,21 @@ pub async fn validate_config(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ValidationView>, ApiError> {
-    let config = config_body(&headers, &body)?;
     let current = state.service.current();
+    let config = match config_body(&headers, &body) {
+        Ok(c) => c,
+        // A body of the wrong shape is one more problem to report here.
+        Err(ApiError(e)) if e.code == ErrorCode::ValidationFailed => {
+            return Ok(Json(ValidationView {
+                valid: false,
+                problems: e.problems,
+                diff: None,
+                summary: None,
+                current_version: current.version,
+            }))
+        }
+        Err(e) => return Err(e),
+    };
     let view = match state.service.check(config).await {
         Ok(checked) => {
             let diff = Diff::between(&current.config, &checked.config);

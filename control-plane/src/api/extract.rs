@@ -1,16 +1,21 @@
-//! Request parsing shared by handlers: `If-Match`, config bodies in JSON or
-//! YAML, and the shape of change answers.
+//! Request parsing shared by handlers: `If-Match`, JSON bodies (400 with
+//! line and column when malformed, 422 with `{path, message}` when
+//! well-formed but of the wrong shape), config bodies in JSON or YAML, and
+//! the shape of change answers.
 
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchyard_shared::config::Config;
-use switchyard_shared::parse::{parse_json, parse_yaml};
+use switchyard_shared::parse::parse_yaml;
 
 use super::config::etag;
 use super::ApiError;
-use crate::error::{ErrorCode, ServiceError};
+use crate::error::{ErrorCode, Problem, ServiceError};
 use crate::service::ChangeOutcome;
 
 /// `If-Match: "<version>"` (also `W/"<v>"` or a bare number); `*` or no
@@ -34,36 +39,137 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     })
 }
 
+/// The media type of the body without parameters, lowercased; `None`
+/// without a (textual) Content-Type.
+fn essence(headers: &HeaderMap) -> Option<String> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+fn is_json(essence: &str) -> bool {
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// serde_json's message without its " at line L column C" tail (the
+/// location is reported separately).
+fn bare_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let tail = format!(" at line {} column {}", e.line(), e.column());
+    match full.strip_suffix(&tail) {
+        Some(bare) => bare.to_owned(),
+        None => full,
+    }
+}
+
+/// The path of a shape error. serde reports a missing field at the object
+/// that lacks it; naming the field itself is what a client needs to fix
+/// the body. (Unknown fields are already reported at the field.)
+fn shape_path(path: &serde_path_to_error::Path, message: &str) -> String {
+    let at = path.to_string();
+    let at = if at == "." { String::new() } else { at };
+    let field = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match field {
+        Some(f) if at.is_empty() => f.to_owned(),
+        Some(f) => format!("{at}.{f}"),
+        None => at,
+    }
+}
+
+/// Parses a JSON body. Malformed JSON is a 400 whose detail names line and
+/// column; well-formed JSON of the wrong shape (a missing field, a wrong
+/// type) is a 422 whose `problems` say where.
+pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
+    let syntax = |e: serde_json::Error| {
+        ServiceError::bad_request(format!(
+            "malformed JSON body: {} (line {}, column {})",
+            bare_message(&e),
+            e.line(),
+            e.column()
+        ))
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(value) => {
+            // Trailing bytes after the document are a syntax error too.
+            de.end().map_err(syntax)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let path = e.path().clone();
+            let inner = e.into_inner();
+            if !inner.is_data() {
+                return Err(syntax(inner));
+            }
+            let message = bare_message(&inner);
+            let problem = Problem {
+                path: shape_path(&path, &message),
+                message,
+            };
+            Err(ServiceError {
+                code: ErrorCode::ValidationFailed,
+                message: format!(
+                    "the JSON body does not have the expected shape: {problem} (line {}, column {})",
+                    inner.line(),
+                    inner.column()
+                ),
+                problems: vec![problem],
+            })
+        }
+    }
+}
+
+/// A JSON request body, parsed by [`json_body`]: like `axum::Json`, but its
+/// rejections are problem documents that say where the body is wrong.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !essence(req.headers()).is_some_and(|e| is_json(&e)) {
+            return Err(ApiError(ServiceError::new(
+                ErrorCode::UnsupportedMediaType,
+                "expected a body with Content-Type: application/json",
+            ))
+            .into_response());
+        }
+        // Body-limit and read failures become problem documents in
+        // `problem_for_errors`.
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        json_body(&body)
+            .map(Self)
+            .map_err(|e| ApiError(e).into_response())
+    }
+}
+
 /// A config from a request body: JSON (default) or YAML by Content-Type.
 pub fn config_body(headers: &HeaderMap, body: &[u8]) -> Result<Config, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let parsed = match essence.as_str() {
-        "application/json" => parse_json(body),
-        e if e.ends_with("+json") => parse_json(body),
+    let essence = essence(headers).unwrap_or_else(|| "application/json".to_owned());
+    match essence.as_str() {
+        e if is_json(e) => Ok(json_body(body)?),
         "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
             let text = std::str::from_utf8(body)
                 .map_err(|_| ServiceError::bad_request("the YAML body is not UTF-8"))?;
             parse_yaml(text)
+                .map_err(|e| ApiError(ServiceError::bad_request(format!("malformed body: {e}"))))
         }
-        other => {
-            return Err(ApiError(ServiceError::new(
-                ErrorCode::UnsupportedMediaType,
-                format!(
-                    "unsupported Content-Type `{other}`; use application/json or application/yaml"
-                ),
-            )))
-        }
-    };
-    parsed.map_err(|e| ApiError(ServiceError::bad_request(format!("malformed body: {e}"))))
+        other => Err(ApiError(ServiceError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("unsupported Content-Type `{other}`; use application/json or application/yaml"),
+        ))),
+    }
 }
 
 /// The answer to a change.

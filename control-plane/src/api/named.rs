@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Actor;
 use super::config::etag;
-use super::extract::{change_response, if_match};
+use super::extract::{change_response, if_match, ApiJson};
 use super::{ApiError, AppState};
 use crate::error::ServiceError;
 use crate::service::{ChangeMeta, Explanation, Named, NamedOp, SampleRequest};
@@ -83,7 +83,7 @@ pub async fn create<T: Named + DeserializeOwned>(
     actor: Actor,
     headers: HeaderMap,
     Query(q): Query<PositionQuery>,
-    Json(item): Json<T>,
+    ApiJson(item): ApiJson<T>,
 ) -> Result<Response, ApiError> {
     let meta = ChangeMeta::new(actor.0.clone(), action_name::<T>("create"))
         .if_version(if_match(&headers)?);
@@ -107,7 +107,7 @@ pub async fn update<T: Named + DeserializeOwned>(
     Path(name): Path<String>,
     headers: HeaderMap,
     Query(q): Query<PositionQuery>,
-    Json(item): Json<T>,
+    ApiJson(item): ApiJson<T>,
 ) -> Result<Response, ApiError> {
     let meta = ChangeMeta::new(actor.0.clone(), action_name::<T>("update"))
         .if_version(if_match(&headers)?);
@@ -152,7 +152,7 @@ pub async fn delete<T: Named>(
 pub async fn test_rule(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Json(sample): Json<SampleRequest>,
+    ApiJson(sample): ApiJson<SampleRequest>,
 ) -> Result<Json<Explanation>, ApiError> {
     Ok(Json(state.service.explain_rule(&name, &sample)?))
 }
@@ -174,7 +174,7 @@ macro_rules! named_handlers {
             actor: Actor,
             headers: HeaderMap,
             q: Query<PositionQuery>,
-            item: Json<$ty>,
+            item: ApiJson<$ty>,
         ) -> Result<Response, ApiError> {
             create::<$ty>(state, actor, headers, q, item).await
         }
@@ -203,7 +203,7 @@ macro_rules! named_handlers {
             name: Path<String>,
             headers: HeaderMap,
             q: Query<PositionQuery>,
-            item: Json<$ty>,
+            item: ApiJson<$ty>,
         ) -> Result<Response, ApiError> {
             update::<$ty>(state, actor, name, headers, q, item).await
         }

@@ -220,4 +220,146 @@ async fn the_openapi_document_describes_every_rest_route() {
         );
     }
     assert!(doc["components"]["schemas"]["ProblemDocument"].is_object());
+
+    // Auth and the middleware's answers are in the document.
+    let bearer = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(bearer["type"], "http", "{bearer}");
+    assert_eq!(bearer["scheme"], "bearer", "{bearer}");
+    assert_eq!(doc["security"], json!([{ "bearer": [] }]));
+    assert_eq!(
+        doc["paths"]["/api/health"]["get"]["security"],
+        json!([]),
+        "health is public"
+    );
+    let problem_ref = json!({ "$ref": "#/components/schemas/ProblemDocument" });
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            operations += 1;
+            let responses = &op["responses"];
+            let is_problem = |code: &str| {
+                responses[code]["content"]["application/problem+json"]["schema"] == problem_ref
+            };
+            assert!(is_problem("429"), "{method} {path}: 429");
+            assert_eq!(
+                responses["429"]["headers"]["Retry-After"]["schema"]["type"], "integer",
+                "{method} {path}: Retry-After"
+            );
+            if path != "/api/health" {
+                assert!(is_problem("401"), "{method} {path}: 401");
+                assert!(
+                    responses["401"]["headers"]["WWW-Authenticate"].is_object(),
+                    "{method} {path}: WWW-Authenticate"
+                );
+            }
+            let writes = !matches!(method.as_str(), "get" | "head")
+                && path != "/api/config/validate"
+                && !path.ends_with("/test");
+            assert_eq!(
+                responses["403"].is_object(),
+                writes,
+                "{method} {path}: 403 exactly on the operations that need admin"
+            );
+            if op["requestBody"].is_object() {
+                for code in ["400", "413", "415"] {
+                    assert!(is_problem(code), "{method} {path}: {code}");
+                }
+            }
+        }
+    }
+    assert!(operations >= expected.len(), "{operations}");
+}
+
+fn json_post(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .expect("req")
+}
+
+#[tokio::test]
+async fn wrong_shape_json_is_422_with_paths_and_bad_syntax_is_400_with_a_location() {
+    let (_dir, _service, app) = app().await;
+    let cases = [
+        // A rule without `action`.
+        (
+            "/api/rules",
+            r#"{"name": "x", "match": {"path_prefix": "/x"}}"#,
+            "action",
+            "missing field",
+        ),
+        // A field of the wrong type, nested.
+        (
+            "/api/rules",
+            r#"{"name": "x", "match": {"path_prefix": 7}, "action": {"forward": {"backend": "web"}}}"#,
+            "match.path_prefix",
+            "invalid type",
+        ),
+        // A misspelt field.
+        (
+            "/api/backends",
+            r#"{"name": "b", "servers": [{"adress": "127.0.0.1:1"}]}"#,
+            "servers[0].adress",
+            "unknown field",
+        ),
+        (
+            "/api/rules/maint/test",
+            r#"{"host": 1, "path": "/"}"#,
+            "host",
+            "invalid type",
+        ),
+    ];
+    for (uri, body, path, message) in cases {
+        let r = call(&app, json_post(uri, body)).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri} {body}");
+        assert_eq!(r.content_type(), "application/problem+json");
+        let v = r.json();
+        assert_eq!(v["code"], "validation_failed", "{v}");
+        let problems = v["problems"].as_array().expect("problems");
+        assert_eq!(problems.len(), 1, "{v}");
+        assert_eq!(problems[0]["path"], path, "{v}");
+        let text = problems[0]["message"].as_str().expect("message");
+        assert!(text.contains(message), "{v}");
+        assert!(
+            !text.contains(" at line "),
+            "the location is in the detail: {v}"
+        );
+    }
+
+    // The whole config too, on PUT; validate reports the shape problem as
+    // its answer rather than failing.
+    let body = r#"{"rules": [{"name": "x"}]}"#;
+    let mut put = json_post("/api/config", body);
+    *put.method_mut() = Method::PUT;
+    let r = call(&app, put).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["problems"][0]["path"], "rules[0].action");
+    let r = call(&app, json_post("/api/config/validate", body)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["valid"], false);
+    assert_eq!(r.json()["problems"][0]["path"], "rules[0].action");
+
+    // Syntax errors stay 400 and name line and column; trailing garbage too.
+    let trailing = r#"{"name": "t", "action": {"replace": {"source": "page"}}} x"#;
+    for (body, line, column) in [
+        ("{\n  \"name\": ,\n}", 2, 11),
+        (trailing, 1, trailing.len()),
+    ] {
+        let r = call(&app, json_post("/api/rules", body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(r.content_type(), "application/problem+json");
+        let detail = r.json()["detail"].as_str().expect("detail").to_owned();
+        assert!(
+            detail.contains(&format!("line {line}, column {column}")),
+            "{detail}"
+        );
+    }
+    // Not JSON at all: 415.
+    let mut plain = json_post("/api/rules", "name=x");
+    plain
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, "text/plain".parse().expect("hv"));
+    let r = call(&app, plain).await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(r.content_type(), "application/problem+json");
 }
