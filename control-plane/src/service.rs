@@ -16,10 +16,10 @@ mod tests;
 pub use diff::Diff;
 use diff::{content_summary, updated_sources};
 pub use explain::{Explanation, SampleRequest};
-pub use fleet::CommandOutcome;
+pub use fleet::{CacheClearView, CommandOutcome};
 pub use health::HealthView;
-pub use reports::{CacheStatsReport, MetricsReportView, SourceView, StatusView};
-pub use rules::{Named, NamedOp};
+pub use reports::{CacheStatsReport, CacheStatsView, MetricsReportView, SourceView, StatusView};
+pub use rules::{audit_action, Named, NamedOp, MAX_POSITION};
 pub use snapshot::SnapshotData;
 
 use std::collections::BTreeMap;
@@ -513,6 +513,25 @@ impl Service {
     ) -> Result<Vec<AuditEntry>, ServiceError> {
         let store = self.inner.store.clone();
         Ok(run_blocking(move || store.audit(before, limit)).await??)
+    }
+
+    /// [`Service::audit`] with the API's bounds: `limit` 1..=1000
+    /// (default 100), `before` within i64 (what the OpenAPI schema states).
+    pub async fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<AuditEntry>, ServiceError> {
+        let limit = limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ServiceError::bad_request(
+                "limit must be between 1 and 1000",
+            ));
+        }
+        if before.is_some_and(|b| b > i64::MAX as u64) {
+            return Err(ServiceError::bad_request("before is above the maximum"));
+        }
+        self.audit(before, limit).await
     }
 }
 

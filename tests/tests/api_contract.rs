@@ -527,12 +527,33 @@ async fn grpc_admin_service_works_from_python_grpcio() {
     let py = python();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = setup(dir.path());
-    let cp = ControlPlane::start(dir.path(), &config);
+    // With tokens, so the script also checks scopes and the public health RPC.
+    let mut args = ControlPlane::args(
+        &config,
+        &dir.path().join("cp-data"),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+    );
+    args.extend([
+        "--api-token".into(),
+        "viewer:read:grpc-read-secret".into(),
+        "--api-token".into(),
+        "ops:admin:grpc-admin-secret".into(),
+    ]);
+    let proc = Proc::start(
+        &bin_path("e2e-control-plane"),
+        &args,
+        &["api", "grpc"],
+        dir.path(),
+        "cp-grpc",
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(&py)
         .arg(root.join("python/grpc_admin_check.py"))
-        .arg(cp.proc.addr("grpc").to_string())
+        .arg(proc.addr("grpc").to_string())
         .arg(root.join("../proto"))
+        .arg("grpc-admin-secret")
+        .arg("grpc-read-secret")
         .output()
         .expect("run grpc_admin_check.py");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -546,6 +567,57 @@ async fn grpc_admin_service_works_from_python_grpcio() {
         "ok CreateRule duplicate -> ALREADY_EXISTS",
         "ok DeleteRule unknown -> NOT_FOUND",
         "ok Rollback restores the rule as a new version",
+        "ok Rollback stale if_version -> FAILED_PRECONDITION",
+        "ok GetRule py-rule version=",
+        "ok GetRule unknown -> NOT_FOUND",
+        "ok UpdateRule position=1 -> ['marker', 'py-rule', 'echo']",
+        "ok UpdateRule stale if_version -> FAILED_PRECONDITION",
+        "ok UpdateRule position above the maximum -> INVALID_ARGUMENT",
+        "ok TestRule marker on /py/x: not matched (",
+        "winner py-rule replace page",
+        "ok TestRule marker on /v: matched and wins",
+        "ok TestRule unknown -> NOT_FOUND",
+        "ok TestRule bad path -> INVALID_ARGUMENT",
+        "ok GetHistoryEntry version=",
+        "ok GetHistoryEntry unknown -> NOT_FOUND",
+        "ok ListBackends [echo]",
+        "ok CreateBackend version=",
+        "ok CreateBackend duplicate -> ALREADY_EXISTS",
+        "ok CreateBackend with a read token -> PERMISSION_DENIED",
+        "ok CreateBackend without servers -> INVALID_ARGUMENT",
+        "ok GetBackend py-backend (read token)",
+        "ok GetBackend unknown -> NOT_FOUND",
+        "ok UpdateBackend stale if_version -> FAILED_PRECONDITION",
+        "ok UpdateBackend adds a server",
+        "ok UpdateBackend unknown -> NOT_FOUND",
+        "ok DeleteBackend still used by a rule -> INVALID_ARGUMENT",
+        "ok DeleteBackend py-backend",
+        "ok DeleteBackend unknown -> NOT_FOUND",
+        "ok ListContentSources ['marker', 'page'] page sha256=",
+        "ok CreateContentSource py-src",
+        "ok CreateContentSource duplicate -> ALREADY_EXISTS",
+        "ok CreateContentSource without content -> INVALID_ARGUMENT",
+        "ok GetContentSource py-src",
+        "ok GetContentSource unknown -> NOT_FOUND",
+        "ok UpdateContentSource py-src",
+        "ok UpdateContentSource unknown -> NOT_FOUND",
+        "ok DeleteContentSource still used by a rule -> INVALID_ARGUMENT",
+        "ok DeleteContentSource py-src",
+        "ok DeleteContentSource unknown -> NOT_FOUND",
+        "ok ClearCache all: nodes_total=0 nodes_confirmed=0 nodes=[]",
+        "ok ClearCache page",
+        "ok ClearCache unknown source -> NOT_FOUND",
+        "ok ClearCache with a read token -> PERMISSION_DENIED",
+        "ok GetCacheStats (no node reported)",
+        "ok GetCacheStats without a token -> UNAUTHENTICATED",
+        "ok GetStatus version=",
+        "ok GetStatus without a token -> UNAUTHENTICATED",
+        "ok GetHealth ",
+        "without a token (public like /api/health)",
+        "ok GetRule with an unknown token -> UNAUTHENTICATED",
+        "entries by ops, newest ",
+        "ok ListAudit before/limit pages backwards",
+        "ok ListAudit limit=0 -> INVALID_ARGUMENT",
         "ok WatchEvents received config_changed",
         "ok health SERVING",
         "grpc admin check passed",
@@ -553,4 +625,10 @@ async fn grpc_admin_service_works_from_python_grpcio() {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }
     assert!(stdout.contains("switchyard.v1.Admin"), "{stdout}");
+    // Tokens reach neither the answers the script printed nor the log.
+    assert!(!stdout.contains("grpc-admin-secret"), "{stdout}");
+    assert!(
+        !proc.stderr().contains("grpc-admin-secret"),
+        "a token reached the log"
+    );
 }

@@ -12,7 +12,7 @@ use switchyard_shared::parse::to_yaml;
 use super::auth::Actor;
 use super::extract::{change_response, config_body, if_match};
 use super::{ApiError, AppState};
-use crate::error::{ErrorCode, Problem, ServiceError};
+use crate::error::{ErrorCode, Problem};
 use crate::service::{ChangeMeta, Diff};
 use crate::store::HistoryEntry;
 use crate::time_util::rfc3339_from_unix_ms;
@@ -307,14 +307,7 @@ pub async fn audit(
     State(state): State<AppState>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ServiceError::bad_request("limit must be between 1 and 1000").into());
-    }
-    if q.before.is_some_and(|b| b > i64::MAX as u64) {
-        return Err(ServiceError::bad_request("before is above the maximum").into());
-    }
-    let entries = state.service.audit(q.before, limit).await?;
+    let entries = state.service.audit_page(q.before, q.limit).await?;
     Ok(Json(AuditList {
         entries: entries
             .into_iter()

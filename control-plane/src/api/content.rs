@@ -4,11 +4,9 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Serialize;
-use switchyard_shared::proto;
 
 use super::{ApiError, AppState};
-use crate::error::ServiceError;
-use crate::service::{CacheStatsReport, CommandOutcome, SourceView};
+use crate::service::{CacheClearView, CacheStatsReport, SourceView};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SourcesView {
@@ -26,44 +24,11 @@ pub async fn sources(State(state): State<AppState>) -> Json<SourcesView> {
     })
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CacheClearView {
-    /// The source cleared; absent: every source.
-    pub source: Option<String>,
-    /// Nodes connected when the command was sent.
-    pub nodes_total: usize,
-    pub nodes_confirmed: usize,
-    pub nodes: Vec<CommandOutcome>,
-}
-
-async fn clear(state: &AppState, source: Option<String>) -> CacheClearView {
-    let kind = proto::command::Kind::ClearCache(proto::ClearCache {
-        source: source.clone().unwrap_or_default(),
-    });
-    let timeout = state.service.settings().command_timeout;
-    let nodes = state.service.send_command(kind, timeout).await;
-    state.service.events().publish(
-        "cache_cleared",
-        serde_json::json!({
-            "source": source,
-            "nodes_total": nodes.len(),
-            "nodes_confirmed": nodes.iter().filter(|n| n.confirmed && n.ok).count(),
-            "cleared_entries": nodes.iter().map(|n| n.cleared_entries).sum::<u64>(),
-        }),
-    );
-    CacheClearView {
-        source,
-        nodes_total: nodes.len(),
-        nodes_confirmed: nodes.iter().filter(|n| n.confirmed && n.ok).count(),
-        nodes,
-    }
-}
-
 /// `POST /api/content/cache/clear`: every source on every node.
 #[utoipa::path(post, path = "/api/content/cache/clear", tag = "content",
     responses((status = 200, description = "Per-node confirmations", body = CacheClearView)))]
-pub async fn clear_all(State(state): State<AppState>) -> Json<CacheClearView> {
-    Json(clear(&state, None).await)
+pub async fn clear_all(State(state): State<AppState>) -> Result<Json<CacheClearView>, ApiError> {
+    Ok(Json(state.service.clear_cache(None).await?))
 }
 
 /// `DELETE /api/content/cache/{source}`: 404 for a source not in the config.
@@ -74,17 +39,7 @@ pub async fn clear_source(
     State(state): State<AppState>,
     Path(source): Path<String>,
 ) -> Result<Json<CacheClearView>, ApiError> {
-    let known = state
-        .service
-        .current()
-        .config
-        .content_sources
-        .iter()
-        .any(|s| s.name == source);
-    if !known {
-        return Err(ServiceError::not_found(format!("no content source named `{source}`")).into());
-    }
-    Ok(Json(clear(&state, Some(source)).await))
+    Ok(Json(state.service.clear_cache(Some(source)).await?))
 }
 
 /// `GET /api/content/cache/stats`: as reported by the nodes.

@@ -12,44 +12,15 @@ use super::auth::Actor;
 use super::config::etag;
 use super::extract::{change_response, if_match, ApiJson};
 use super::{ApiError, AppState};
-use crate::error::ServiceError;
-use crate::service::{ChangeMeta, Explanation, Named, NamedOp, SampleRequest};
+use crate::service::{audit_action, ChangeMeta, Explanation, Named, NamedOp, SampleRequest};
 use switchyard_shared::config::{Backend, ContentSource, Rule};
-
-/// Largest `position` accepted (positions past the end mean "last").
-pub const MAX_POSITION: usize = 1_000_000;
 
 #[derive(Debug, Deserialize)]
 pub struct PositionQuery {
     /// 0-based index the item ends up at (rule order decides which wins);
-    /// absent: append (create) or keep the place (update).
+    /// absent: append (create) or keep the place (update). The service
+    /// rejects values above [`crate::service::MAX_POSITION`].
     pub position: Option<usize>,
-}
-
-impl PositionQuery {
-    fn checked(&self) -> Result<Option<usize>, ApiError> {
-        match self.position {
-            Some(p) if p > MAX_POSITION => Err(ServiceError::bad_request(format!(
-                "position {p} is above the maximum {MAX_POSITION}"
-            ))
-            .into()),
-            p => Ok(p),
-        }
-    }
-}
-
-fn action_name<T: Named>(verb: &str) -> &'static str {
-    match (verb, T::PLURAL) {
-        ("create", "rules") => "create_rule",
-        ("update", "rules") => "update_rule",
-        ("delete", "rules") => "delete_rule",
-        ("create", "backends") => "create_backend",
-        ("update", "backends") => "update_backend",
-        ("delete", "backends") => "delete_backend",
-        ("create", _) => "create_content_source",
-        ("update", _) => "update_content_source",
-        _ => "delete_content_source",
-    }
 }
 
 /// `GET /api/<items>`: `{ "version": N, "<items>": [...] }`.
@@ -69,12 +40,8 @@ pub async fn get_one<T: Named + Serialize>(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let snap = state.service.current();
-    let item = T::items(&snap.config)
-        .iter()
-        .find(|i| i.name() == name)
-        .ok_or_else(|| ServiceError::not_found(format!("no {} named `{name}`", T::KIND)))?;
-    Ok(([(axum::http::header::ETAG, etag(snap.version))], Json(item)).into_response())
+    let (version, item) = state.service.named_item::<T>(&name)?;
+    Ok(([(axum::http::header::ETAG, etag(version))], Json(item)).into_response())
 }
 
 /// `POST /api/<items>`: 201, or 409 when the name exists.
@@ -85,7 +52,7 @@ pub async fn create<T: Named + DeserializeOwned>(
     Query(q): Query<PositionQuery>,
     ApiJson(item): ApiJson<T>,
 ) -> Result<Response, ApiError> {
-    let meta = ChangeMeta::new(actor.0.clone(), action_name::<T>("create"))
+    let meta = ChangeMeta::new(actor.0.clone(), audit_action::<T>("create"))
         .if_version(if_match(&headers)?);
     let outcome = state
         .service
@@ -93,7 +60,7 @@ pub async fn create<T: Named + DeserializeOwned>(
             meta,
             NamedOp::Create {
                 item,
-                position: q.checked()?,
+                position: q.position,
             },
         )
         .await?;
@@ -109,7 +76,7 @@ pub async fn update<T: Named + DeserializeOwned>(
     Query(q): Query<PositionQuery>,
     ApiJson(item): ApiJson<T>,
 ) -> Result<Response, ApiError> {
-    let meta = ChangeMeta::new(actor.0.clone(), action_name::<T>("update"))
+    let meta = ChangeMeta::new(actor.0.clone(), audit_action::<T>("update"))
         .if_version(if_match(&headers)?);
     let outcome = state
         .service
@@ -118,7 +85,7 @@ pub async fn update<T: Named + DeserializeOwned>(
             NamedOp::Update {
                 name,
                 item,
-                position: q.checked()?,
+                position: q.position,
             },
         )
         .await?;
@@ -132,7 +99,7 @@ pub async fn delete<T: Named>(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let meta = ChangeMeta::new(actor.0.clone(), action_name::<T>("delete"))
+    let meta = ChangeMeta::new(actor.0.clone(), audit_action::<T>("delete"))
         .if_version(if_match(&headers)?);
     let outcome = state
         .service

@@ -1,19 +1,21 @@
 //! The gRPC Admin service: the REST operations for tooling, over the same
 //! service layer and the same error codes.
 
+mod convert;
+
 use std::sync::Arc;
 
 use futures::StreamExt;
-use switchyard_shared::config::{Config, Rule};
+use switchyard_shared::config::{Backend, ContentSource, Rule};
 use switchyard_shared::proto::{self, admin_server};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use super::BoxStream;
 use crate::api::auth::{Auth, Scope};
-use crate::error::{ErrorCode, ServiceError};
-use crate::events::Event;
-use crate::service::{ChangeMeta, ChangeOutcome, Diff, NamedOp, Service};
+use crate::error::ErrorCode;
+use crate::service::{audit_action, ChangeMeta, Diff, NamedOp, Service};
+use convert::{change, config_from, if_version, position, required, ProtoItem};
 
 const ACTOR: &str = "grpc";
 
@@ -63,79 +65,68 @@ impl AdminGrpc {
     }
 }
 
-fn if_version(v: u64) -> Option<u64> {
-    (v != 0).then_some(v)
-}
+type Answer<T> = Result<Response<T>, Status>;
 
-fn config_from(c: Option<proto::Config>) -> Result<Config, ServiceError> {
-    let c = c.ok_or_else(|| ServiceError::bad_request("config is required"))?;
-    Config::try_from(c).map_err(|e| ServiceError::bad_request(e.to_string()))
-}
-
-fn rule_from(r: Option<proto::Rule>) -> Result<Rule, ServiceError> {
-    let r = r.ok_or_else(|| ServiceError::bad_request("rule is required"))?;
-    let wrapped = proto::Config {
-        rules: vec![r],
-        ..proto::Config::default()
-    };
-    let mut config =
-        Config::try_from(wrapped).map_err(|e| ServiceError::bad_request(e.to_string()))?;
-    config
-        .rules
-        .pop()
-        .ok_or_else(|| ServiceError::bad_request("rule is required"))
-}
-
-fn position(p: Option<u32>) -> Option<usize> {
-    p.map(|p| p as usize)
-}
-
-fn change(o: ChangeOutcome) -> Response<proto::ChangeResult> {
-    Response::new(proto::ChangeResult {
-        version: o.version,
-        hash: o.hash,
-        changed: o.changed,
-        summary: o.summary,
-    })
-}
-
-/// JSON -> protobuf `Value`, for event data.
-fn to_value(v: serde_json::Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match v {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        serde_json::Value::String(s) => Kind::StringValue(s),
-        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-            values: a.into_iter().map(to_value).collect(),
-        }),
-        serde_json::Value::Object(o) => Kind::StructValue(to_struct(o)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-fn to_struct(o: serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: o.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
+/// The generic halves of the named-item RPCs (rules, backends, content
+/// sources): the same service calls as the REST handlers in `api/named.rs`.
+impl AdminGrpc {
+    fn get_item<T: ProtoItem>(&self, name: &str) -> Result<(u64, T::Proto), Status> {
+        let (version, item) = self.service.named_item::<T>(name)?;
+        Ok((version, item.to_proto()))
     }
-}
 
-fn event_to_proto(e: Event) -> proto::Event {
-    let data = match e.data {
-        serde_json::Value::Object(o) => Some(to_struct(o)),
-        serde_json::Value::Null => None,
-        other => {
-            let mut m = serde_json::Map::new();
-            m.insert("value".into(), other);
-            Some(to_struct(m))
-        }
-    };
-    proto::Event {
-        r#type: e.kind,
-        seq: e.seq,
-        timestamp: e.timestamp,
-        data,
+    fn list_items<T: ProtoItem>(&self) -> (u64, Vec<T::Proto>) {
+        let snap = self.service.current();
+        let items = T::items(&snap.config).iter().map(T::to_proto).collect();
+        (snap.version, items)
+    }
+
+    async fn create_item<T: ProtoItem>(
+        &self,
+        actor: String,
+        item: Option<T::Proto>,
+        at: Option<u32>,
+        expected: u64,
+    ) -> Answer<proto::ChangeResult> {
+        let item = required::<T>(item)?;
+        let meta =
+            ChangeMeta::new(actor, audit_action::<T>("create")).if_version(if_version(expected));
+        let op = NamedOp::Create {
+            item,
+            position: position(at),
+        };
+        Ok(Response::new(change(self.service.edit(meta, op).await?)))
+    }
+
+    async fn update_item<T: ProtoItem>(
+        &self,
+        actor: String,
+        name: String,
+        item: Option<T::Proto>,
+        at: Option<u32>,
+        expected: u64,
+    ) -> Answer<proto::ChangeResult> {
+        let item = required::<T>(item)?;
+        let meta =
+            ChangeMeta::new(actor, audit_action::<T>("update")).if_version(if_version(expected));
+        let op = NamedOp::Update {
+            name,
+            item,
+            position: position(at),
+        };
+        Ok(Response::new(change(self.service.edit(meta, op).await?)))
+    }
+
+    async fn delete_item<T: ProtoItem>(
+        &self,
+        actor: String,
+        name: String,
+        expected: u64,
+    ) -> Answer<proto::ChangeResult> {
+        let meta =
+            ChangeMeta::new(actor, audit_action::<T>("delete")).if_version(if_version(expected));
+        let op = NamedOp::<T>::Delete { name };
+        Ok(Response::new(change(self.service.edit(meta, op).await?)))
     }
 }
 
@@ -144,7 +135,7 @@ impl admin_server::Admin for AdminGrpc {
     async fn get_config(
         &self,
         request: Request<proto::GetConfigRequest>,
-    ) -> Result<Response<proto::VersionedConfig>, Status> {
+    ) -> Answer<proto::VersionedConfig> {
         let _actor = self.authorize(&request, Scope::Read)?;
         let snap = self.service.current();
         Ok(Response::new(proto::VersionedConfig {
@@ -157,18 +148,19 @@ impl admin_server::Admin for AdminGrpc {
     async fn put_config(
         &self,
         request: Request<proto::PutConfigRequest>,
-    ) -> Result<Response<proto::ChangeResult>, Status> {
+    ) -> Answer<proto::ChangeResult> {
         let actor = self.authorize(&request, Scope::Admin)?;
         let req = request.into_inner();
         let config = config_from(req.config)?;
         let meta = ChangeMeta::new(actor, "put_config").if_version(if_version(req.if_version));
-        Ok(change(self.service.apply(meta, move |_| Ok(config)).await?))
+        let outcome = self.service.apply(meta, move |_| Ok(config)).await?;
+        Ok(Response::new(change(outcome)))
     }
 
     async fn validate_config(
         &self,
         request: Request<proto::ValidateConfigRequest>,
-    ) -> Result<Response<proto::ValidationResult>, Status> {
+    ) -> Answer<proto::ValidationResult> {
         let _actor = self.authorize(&request, Scope::Read)?;
         let config = config_from(request.into_inner().config)?;
         let current = self.service.current();
@@ -198,16 +190,19 @@ impl admin_server::Admin for AdminGrpc {
     async fn reload_config(
         &self,
         request: Request<proto::ReloadConfigRequest>,
-    ) -> Result<Response<proto::ChangeResult>, Status> {
+    ) -> Answer<proto::ChangeResult> {
         let actor = self.authorize(&request, Scope::Admin)?;
-        Ok(change(self.service.reload_file(&actor).await?))
+        Ok(Response::new(change(
+            self.service.reload_file(&actor).await?,
+        )))
     }
 
     async fn list_rules(
         &self,
         request: Request<proto::ListRulesRequest>,
-    ) -> Result<Response<proto::ListRulesResponse>, Status> {
+    ) -> Answer<proto::ListRulesResponse> {
         let _actor = self.authorize(&request, Scope::Read)?;
+        // The snapshot already holds the rules as messages.
         let snap = self.service.current();
         Ok(Response::new(proto::ListRulesResponse {
             version: snap.version,
@@ -215,52 +210,215 @@ impl admin_server::Admin for AdminGrpc {
         }))
     }
 
+    async fn get_rule(
+        &self,
+        request: Request<proto::GetRuleRequest>,
+    ) -> Answer<proto::GetRuleResponse> {
+        let _actor = self.authorize(&request, Scope::Read)?;
+        let (version, rule) = self.get_item::<Rule>(&request.into_inner().name)?;
+        Ok(Response::new(proto::GetRuleResponse {
+            version,
+            rule: Some(rule),
+        }))
+    }
+
     async fn create_rule(
         &self,
         request: Request<proto::CreateRuleRequest>,
-    ) -> Result<Response<proto::ChangeResult>, Status> {
+    ) -> Answer<proto::ChangeResult> {
         let actor = self.authorize(&request, Scope::Admin)?;
-        let req = request.into_inner();
-        let item = rule_from(req.rule)?;
-        let meta = ChangeMeta::new(actor, "create_rule").if_version(if_version(req.if_version));
-        let op = NamedOp::Create {
-            item,
-            position: position(req.position),
-        };
-        Ok(change(self.service.edit(meta, op).await?))
+        let r = request.into_inner();
+        self.create_item::<Rule>(actor, r.rule, r.position, r.if_version)
+            .await
     }
 
     async fn update_rule(
         &self,
         request: Request<proto::UpdateRuleRequest>,
-    ) -> Result<Response<proto::ChangeResult>, Status> {
+    ) -> Answer<proto::ChangeResult> {
         let actor = self.authorize(&request, Scope::Admin)?;
-        let req = request.into_inner();
-        let item = rule_from(req.rule)?;
-        let meta = ChangeMeta::new(actor, "update_rule").if_version(if_version(req.if_version));
-        let op = NamedOp::Update {
-            name: req.name,
-            item,
-            position: position(req.position),
-        };
-        Ok(change(self.service.edit(meta, op).await?))
+        let r = request.into_inner();
+        self.update_item::<Rule>(actor, r.name, r.rule, r.position, r.if_version)
+            .await
     }
 
     async fn delete_rule(
         &self,
         request: Request<proto::DeleteRuleRequest>,
-    ) -> Result<Response<proto::ChangeResult>, Status> {
+    ) -> Answer<proto::ChangeResult> {
         let actor = self.authorize(&request, Scope::Admin)?;
-        let req = request.into_inner();
-        let meta = ChangeMeta::new(actor, "delete_rule").if_version(if_version(req.if_version));
-        let op = NamedOp::<Rule>::Delete { name: req.name };
-        Ok(change(self.service.edit(meta, op).await?))
+        let r = request.into_inner();
+        self.delete_item::<Rule>(actor, r.name, r.if_version).await
+    }
+
+    async fn test_rule(
+        &self,
+        request: Request<proto::TestRuleRequest>,
+    ) -> Answer<proto::RuleExplanation> {
+        let _actor = self.authorize(&request, Scope::Read)?;
+        let (name, sample) = convert::sample(request.into_inner());
+        let explained = self.service.explain_rule(&name, &sample)?;
+        Ok(Response::new(convert::explanation(explained)))
+    }
+
+    async fn list_backends(
+        &self,
+        request: Request<proto::ListBackendsRequest>,
+    ) -> Answer<proto::ListBackendsResponse> {
+        let _actor = self.authorize(&request, Scope::Read)?;
+        let (version, backends) = self.list_items::<Backend>();
+        Ok(Response::new(proto::ListBackendsResponse {
+            version,
+            backends,
+        }))
+    }
+
+    async fn get_backend(
+        &self,
+        request: Request<proto::GetBackendRequest>,
+    ) -> Answer<proto::GetBackendResponse> {
+        let _actor = self.authorize(&request, Scope::Read)?;
+        let (version, backend) = self.get_item::<Backend>(&request.into_inner().name)?;
+        Ok(Response::new(proto::GetBackendResponse {
+            version,
+            backend: Some(backend),
+        }))
+    }
+
+    async fn create_backend(
+        &self,
+        request: Request<proto::CreateBackendRequest>,
+    ) -> Answer<proto::ChangeResult> {
+        let actor = self.authorize(&request, Scope::Admin)?;
+        let r = request.into_inner();
+        self.create_item::<Backend>(actor, r.backend, r.position, r.if_version)
+            .await
+    }
+
+    async fn update_backend(
+        &self,
+        request: Request<proto::UpdateBackendRequest>,
+    ) -> Answer<proto::ChangeResult> {
+        let actor = self.authorize(&request, Scope::Admin)?;
+        let r = request.into_inner();
+        self.update_item::<Backend>(actor, r.name, r.backend, r.position, r.if_version)
+            .await
+    }
+
+    async fn delete_backend(
+        &self,
+        request: Request<proto::DeleteBackendRequest>,
+    ) -> Answer<proto::ChangeResult> {
+        let actor = self.authorize(&request, Scope::Admin)?;
+        let r = request.into_inner();
+        self.delete_item::<Backend>(actor, r.name, r.if_version)
+            .await
+    }
+
+    async fn list_content_sources(
+        &self,
+        request: Request<proto::ListContentSourcesRequest>,
+    ) -> Answer<proto::ListContentSourcesResponse> {
+        let _actor = self.authorize(&request, Scope::Read)?;
+        Ok(Response::new(proto::ListContentSourcesResponse {
+            version: self.service.current().version,
+            sources: self
+                .service
+                .content_sources()
+                .into_iter()
+                .map(convert::source_info)
+                .collect(),
+        }))
+    }
+
+    async fn get_content_source(
+        &self,
+        request: Request<proto::GetContentSourceRequest>,
+    ) -> Answer<proto::GetContentSourceResponse> {
+        let _actor = self.authorize(&request, Scope::Read)?;
+        let (version, source) = self.get_item::<ContentSource>(&request.into_inner().name)?;
+        Ok(Response::new(proto::GetContentSourceResponse {
+            version,
+            source: Some(source),
+        }))
+    }
+
+    async fn create_content_source(
+        &self,
+        request: Request<proto::CreateContentSourceRequest>,
+    ) -> Answer<proto::ChangeResult> {
+        let actor = self.authorize(&request, Scope::Admin)?;
+        let r = request.into_inner();
+        self.create_item::<ContentSource>(actor, r.source, r.position, r.if_version)
+            .await
+    }
+
+    async fn update_content_source(
+        &self,
+        request: Request<proto::UpdateContentSourceRequest>,
+    ) -> Answer<proto::ChangeResult> {
+        let actor = self.authorize(&request, Scope::Admin)?;
+        let r = request.into_inner();
+        self.update_item::<ContentSource>(actor, r.name, r.source, r.position, r.if_version)
+            .await
+    }
+
+    async fn delete_content_source(
+        &self,
+        request: Request<proto::DeleteContentSourceRequest>,
+    ) -> Answer<proto::ChangeResult> {
+        let actor = self.authorize(&request, Scope::Admin)?;
+        let r = request.into_inner();
+        self.delete_item::<ContentSource>(actor, r.name, r.if_version)
+            .await
+    }
+
+    async fn clear_cache(
+        &self,
+        request: Request<proto::ClearCacheRequest>,
+    ) -> Answer<proto::ClearCacheResponse> {
+        let _actor = self.authorize(&request, Scope::Admin)?;
+        let cleared = self
+            .service
+            .clear_cache(request.into_inner().source)
+            .await?;
+        Ok(Response::new(convert::cache_cleared(cleared)))
+    }
+
+    async fn get_cache_stats(
+        &self,
+        request: Request<proto::GetCacheStatsRequest>,
+    ) -> Answer<proto::CacheStatsResponse> {
+        let _actor = self.authorize(&request, Scope::Read)?;
+        Ok(Response::new(convert::cache_stats(
+            self.service.cache_stats(),
+        )))
+    }
+
+    async fn get_status(
+        &self,
+        request: Request<proto::GetStatusRequest>,
+    ) -> Answer<proto::StatusResponse> {
+        let _actor = self.authorize(&request, Scope::Read)?;
+        Ok(Response::new(convert::status(self.service.status())))
+    }
+
+    async fn get_health(
+        &self,
+        request: Request<proto::GetHealthRequest>,
+    ) -> Answer<proto::HealthResponse> {
+        // Public like `/api/health`: no token needed. A control plane
+        // without tokens still answers local callers only.
+        if !self.auth.enabled() {
+            self.authorize(&request, Scope::Read)?;
+        }
+        Ok(Response::new(convert::health(self.service.health().await)))
     }
 
     async fn list_nodes(
         &self,
         request: Request<proto::ListNodesRequest>,
-    ) -> Result<Response<proto::ListNodesResponse>, Status> {
+    ) -> Answer<proto::ListNodesResponse> {
         let _actor = self.authorize(&request, Scope::Read)?;
         let nodes = self
             .service
@@ -288,32 +446,54 @@ impl admin_server::Admin for AdminGrpc {
     async fn list_history(
         &self,
         request: Request<proto::ListHistoryRequest>,
-    ) -> Result<Response<proto::ListHistoryResponse>, Status> {
+    ) -> Answer<proto::ListHistoryResponse> {
         let _actor = self.authorize(&request, Scope::Read)?;
-        let entries = self
+        let entries = self.service.history().await?;
+        Ok(Response::new(proto::ListHistoryResponse {
+            entries: entries.iter().map(convert::history_entry).collect(),
+        }))
+    }
+
+    async fn get_history_entry(
+        &self,
+        request: Request<proto::GetHistoryEntryRequest>,
+    ) -> Answer<proto::HistoryEntryDetail> {
+        let _actor = self.authorize(&request, Scope::Read)?;
+        let entry = self
             .service
-            .history()
-            .await?
-            .into_iter()
-            .map(|h| proto::HistoryEntry {
-                version: h.version,
-                hash: h.hash,
-                timestamp_unix_ms: h.timestamp_unix_ms,
-                actor: h.actor,
-                summary: h.summary,
-            })
-            .collect();
-        Ok(Response::new(proto::ListHistoryResponse { entries }))
+            .history_entry(request.into_inner().version)
+            .await?;
+        Ok(Response::new(proto::HistoryEntryDetail {
+            entry: Some(convert::history_entry(&entry)),
+            config: Some(proto::Config::from(&entry.config)),
+        }))
     }
 
     async fn rollback(
         &self,
         request: Request<proto::RollbackRequest>,
-    ) -> Result<Response<proto::ChangeResult>, Status> {
+    ) -> Answer<proto::ChangeResult> {
         let actor = self.authorize(&request, Scope::Admin)?;
-        let version = request.into_inner().version;
-        let meta = ChangeMeta::new(actor, "rollback");
-        Ok(change(self.service.rollback(version, meta).await?))
+        let r = request.into_inner();
+        let meta = ChangeMeta::new(actor, "rollback").if_version(if_version(r.if_version));
+        Ok(Response::new(change(
+            self.service.rollback(r.version, meta).await?,
+        )))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<proto::ListAuditRequest>,
+    ) -> Answer<proto::ListAuditResponse> {
+        let _actor = self.authorize(&request, Scope::Read)?;
+        let r = request.into_inner();
+        let entries = self
+            .service
+            .audit_page(r.before, r.limit.map(|l| l as usize))
+            .await?;
+        Ok(Response::new(proto::ListAuditResponse {
+            entries: entries.into_iter().map(convert::audit_entry).collect(),
+        }))
     }
 
     type WatchEventsStream = BoxStream<proto::Event>;
@@ -321,7 +501,7 @@ impl admin_server::Admin for AdminGrpc {
     async fn watch_events(
         &self,
         request: Request<proto::WatchEventsRequest>,
-    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+    ) -> Answer<Self::WatchEventsStream> {
         let _actor = self.authorize(&request, Scope::Read)?;
         let req = request.into_inner();
         let after = (req.after_seq != 0).then_some(req.after_seq);
@@ -334,7 +514,7 @@ impl admin_server::Admin for AdminGrpc {
             .events()
             .follow(after, req.types)
             .map(|item| match item {
-                Ok(e) => Ok(event_to_proto(e)),
+                Ok(e) => Ok(convert::event(e)),
                 Err(last) => Err(Status::resource_exhausted(format!(
                     "too slow to follow the event stream; resume with after_seq={last}"
                 ))),

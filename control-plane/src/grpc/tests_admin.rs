@@ -129,7 +129,10 @@ async fn admin_service_uses_the_same_change_path_and_error_codes() {
         vec![2, 1]
     );
     let rolled = admin
-        .rollback(proto::RollbackRequest { version: 1 })
+        .rollback(proto::RollbackRequest {
+            version: 1,
+            if_version: 0,
+        })
         .await
         .expect("rollback")
         .into_inner();
@@ -266,7 +269,10 @@ async fn admin_calls_need_a_token_with_the_right_scope_when_tokens_are_set() {
     let done = admin
         .rollback(with(
             "admin-secret-1",
-            proto::RollbackRequest { version: 1 },
+            proto::RollbackRequest {
+                version: 1,
+                if_version: 0,
+            },
         ))
         .await
         .expect("admin ok")
@@ -322,4 +328,142 @@ async fn server_reflection_lists_the_switchyard_services() {
             "{expected} not in {names:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn reflection_describes_the_new_admin_messages() {
+    use prost::Message;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let cp = start().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cp.grpc))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("channel");
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "switchyard.v1.Admin".into(),
+        )),
+    };
+    let reply = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection")
+        .into_inner()
+        .message()
+        .await
+        .expect("reply")
+        .expect("a reply");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = reply.message_response else {
+        panic!("expected file descriptors");
+    };
+    let admin = files
+        .file_descriptor_proto
+        .iter()
+        .filter_map(|b| prost_types::FileDescriptorProto::decode(b.as_slice()).ok())
+        .find(|f| f.name() == "switchyard/v1/admin.proto")
+        .expect("admin.proto is described");
+    let service = admin.service.first().expect("the Admin service");
+    let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
+    for rpc in [
+        "TestRule",
+        "ListAudit",
+        "CreateBackend",
+        "ClearCache",
+        "GetHealth",
+    ] {
+        assert!(methods.contains(&rpc), "{rpc} not in {methods:?}");
+    }
+    let messages: Vec<&str> = admin.message_type.iter().map(|m| m.name()).collect();
+    for message in ["RuleExplanation", "ClearCacheResponse", "HealthResponse"] {
+        assert!(messages.contains(&message), "{message} not in {messages:?}");
+    }
+}
+
+#[tokio::test]
+async fn clear_cache_rpc_lists_each_nodes_confirmation() {
+    use super::tests::{connect, msg, next, next_snapshot};
+    use switchyard_shared::proto::admin_client::AdminClient;
+    use switchyard_shared::proto::{control_message, node_message};
+    let cp = start_with(|o| o.command_timeout = Duration::from_millis(500)).await;
+    let mut answering = connect(cp.grpc, "a", 0, "").await;
+    let mut silent = connect(cp.grpc, "b", 0, "").await;
+    next_snapshot(&mut answering).await;
+    next_snapshot(&mut silent).await;
+    let mut admin = AdminClient::connect(format!("http://{}", cp.grpc))
+        .await
+        .expect("admin client");
+
+    let unknown = admin
+        .clear_cache(proto::ClearCacheRequest {
+            source: Some("nope".into()),
+        })
+        .await
+        .expect_err("unknown source");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    let mut caller = admin.clone();
+    let call = tokio::spawn(async move {
+        caller
+            .clear_cache(proto::ClearCacheRequest {
+                source: Some("page".into()),
+            })
+            .await
+    });
+    let control_message::Msg::Command(cmd) = next(&mut answering).await else {
+        panic!("expected a command");
+    };
+    answering
+        .tx
+        .send(msg(node_message::Msg::CommandResult(
+            proto::CommandResult {
+                id: cmd.id,
+                ok: true,
+                error: String::new(),
+                cleared_entries: 2,
+            },
+        )))
+        .await
+        .expect("result");
+    let answer = call.await.expect("join").expect("clear").into_inner();
+    assert_eq!(answer.source.as_deref(), Some("page"));
+    assert_eq!((answer.nodes_total, answer.nodes_confirmed), (2, 1));
+    let a = &answer.nodes[0];
+    assert_eq!(
+        (a.node_id.as_str(), a.confirmed, a.ok, a.cleared_entries),
+        ("a", true, true, 2)
+    );
+    let b = &answer.nodes[1];
+    assert_eq!((b.node_id.as_str(), b.confirmed), ("b", false));
+    assert!(b.error.is_some());
+
+    let big = admin
+        .create_backend(proto::CreateBackendRequest {
+            backend: Some(proto::Backend {
+                name: "far".into(),
+                servers: vec![proto::Server {
+                    address: "127.0.0.1:9".into(),
+                    weight: 1,
+                }],
+                ..proto::Backend::default()
+            }),
+            position: Some(2_000_000),
+            if_version: 0,
+        })
+        .await
+        .expect_err("position above the maximum");
+    assert_eq!(big.code(), tonic::Code::InvalidArgument);
+    let limit = admin
+        .list_audit(proto::ListAuditRequest {
+            before: None,
+            limit: Some(1001),
+        })
+        .await
+        .expect_err("limit above the maximum");
+    assert_eq!(limit.code(), tonic::Code::InvalidArgument);
 }

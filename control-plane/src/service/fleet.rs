@@ -10,6 +10,7 @@ use serde_json::json;
 use switchyard_shared::proto::{self, node_event, node_message};
 
 use super::Service;
+use crate::error::ServiceError;
 use crate::nodes::NodeSender;
 
 /// What one node answered to a command.
@@ -22,6 +23,17 @@ pub struct CommandOutcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub cleared_entries: u64,
+}
+
+/// The answer to a cache clear: which nodes confirmed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CacheClearView {
+    /// The source cleared; absent: every source.
+    pub source: Option<String>,
+    /// Nodes connected when the command was sent.
+    pub nodes_total: usize,
+    pub nodes_confirmed: usize,
+    pub nodes: Vec<CommandOutcome>,
 }
 
 static NEXT_COMMAND: AtomicU64 = AtomicU64::new(1);
@@ -160,6 +172,52 @@ impl Service {
         );
         outcomes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         outcomes
+    }
+}
+
+impl Service {
+    /// Clears one source's cache (NOT_FOUND for a source not in the
+    /// config) or every cache on every connected node, and publishes a
+    /// `cache_cleared` event with the tally.
+    pub async fn clear_cache(
+        &self,
+        source: Option<String>,
+    ) -> Result<CacheClearView, ServiceError> {
+        if let Some(name) = &source {
+            let known = self
+                .current()
+                .config
+                .content_sources
+                .iter()
+                .any(|s| &s.name == name);
+            if !known {
+                return Err(ServiceError::not_found(format!(
+                    "no content source named `{name}`"
+                )));
+            }
+        }
+        let kind = proto::command::Kind::ClearCache(proto::ClearCache {
+            source: source.clone().unwrap_or_default(),
+        });
+        let nodes = self
+            .send_command(kind, self.settings().command_timeout)
+            .await;
+        let confirmed = nodes.iter().filter(|n| n.confirmed && n.ok).count();
+        self.events().publish(
+            "cache_cleared",
+            json!({
+                "source": source,
+                "nodes_total": nodes.len(),
+                "nodes_confirmed": confirmed,
+                "cleared_entries": nodes.iter().map(|n| n.cleared_entries).sum::<u64>(),
+            }),
+        );
+        Ok(CacheClearView {
+            source,
+            nodes_total: nodes.len(),
+            nodes_confirmed: confirmed,
+            nodes,
+        })
     }
 }
 

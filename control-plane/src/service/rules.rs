@@ -6,6 +6,10 @@ use switchyard_shared::config::{Backend, Config, ContentSource, Rule};
 use super::{ChangeMeta, ChangeOutcome, Service};
 use crate::error::{ErrorCode, ServiceError};
 
+/// Largest `position` accepted (positions past the end mean "last"); the
+/// same bound for REST `?position=` and gRPC `position`.
+pub const MAX_POSITION: usize = 1_000_000;
+
 /// One edit of a named list. `position` (rules only, where order matters)
 /// is the 0-based index the item ends up at.
 #[derive(Debug, Clone)]
@@ -77,6 +81,22 @@ impl Named for ContentSource {
     }
 }
 
+/// The audit log's action for an edit of `T` (`create_rule`,
+/// `delete_backend`...), the same whichever API made it.
+pub fn audit_action<T: Named>(verb: &str) -> &'static str {
+    match (verb, T::PLURAL) {
+        ("create", "rules") => "create_rule",
+        ("update", "rules") => "update_rule",
+        ("delete", "rules") => "delete_rule",
+        ("create", "backends") => "create_backend",
+        ("update", "backends") => "update_backend",
+        ("delete", "backends") => "delete_backend",
+        ("create", _) => "create_content_source",
+        ("update", _) => "update_content_source",
+        _ => "delete_content_source",
+    }
+}
+
 /// Applies one edit to a copy of `config`.
 pub fn edit_named<T: Named>(config: &Config, op: NamedOp<T>) -> Result<Config, ServiceError> {
     let mut next = config.clone();
@@ -127,7 +147,30 @@ impl Service {
         meta: ChangeMeta,
         op: NamedOp<T>,
     ) -> Result<ChangeOutcome, ServiceError> {
+        if let NamedOp::Create {
+            position: Some(p), ..
+        }
+        | NamedOp::Update {
+            position: Some(p), ..
+        } = &op
+        {
+            if *p > MAX_POSITION {
+                return Err(ServiceError::bad_request(format!(
+                    "position {p} is above the maximum {MAX_POSITION}"
+                )));
+            }
+        }
         self.apply(meta, move |current| edit_named(current, op))
             .await
+    }
+
+    /// One named item of the current version, with that version.
+    pub fn named_item<T: Named>(&self, name: &str) -> Result<(u64, T), ServiceError> {
+        let snap = self.current();
+        T::items(&snap.config)
+            .iter()
+            .find(|i| i.name() == name)
+            .map(|i| (snap.version, i.clone()))
+            .ok_or_else(|| ServiceError::not_found(format!("no {} named `{name}`", T::KIND)))
     }
 }
