@@ -1,7 +1,8 @@
 //! The standalone deployment behind `cargo run --release`: a control plane,
 //! one data plane and two demo backends in one process. The data plane still
 //! speaks real gRPC to the control plane over loopback, exactly as separate
-//! processes would.
+//! processes would. A library so the end-to-end tests can build the same
+//! entry point into a binary of their own.
 
 mod demo;
 
@@ -43,7 +44,15 @@ struct Cli {
     /// Data-plane admin listener (/healthz, /readyz, /metrics).
     #[arg(long, default_value = "127.0.0.1:9091")]
     admin_listen: SocketAddr,
-    /// Do not start the demo backends on 127.0.0.1:9101 and :9102.
+    /// Where the demo backends listen (comma-separated); the example
+    /// config forwards to these two addresses.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values = ["127.0.0.1:9101", "127.0.0.1:9102"]
+    )]
+    demo_backends: Vec<SocketAddr>,
+    /// Do not start the demo backends.
     #[arg(long)]
     no_demo_backends: bool,
     /// Log format on stderr.
@@ -51,7 +60,9 @@ struct Cli {
     log_format: cp::LogFormat,
 }
 
-fn main() -> ExitCode {
+/// Runs the standalone binary: 64 for a bad config, 1 for any other
+/// start-up or serving error.
+pub fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     cp::cli::init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -66,6 +77,9 @@ fn main() -> ExitCode {
     };
     runtime.block_on(run(cli))
 }
+
+/// Names the demo backends answer with, in `--demo-backends` order.
+const DEMO_NAMES: [&str; 4] = ["one", "two", "three", "four"];
 
 async fn bind(role: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
@@ -82,18 +96,24 @@ async fn run(cli: Cli) -> ExitCode {
         log_format: cli.log_format,
         ..cp::Options::default()
     };
-    let prepared = match cp::ControlPlane::prepare(&cp_options).await {
-        Ok(p) => p,
+    let validated = match cp::ControlPlane::validate(&cp_options).await {
+        Ok(v) => v,
+        Err(e) => return start_failed(&e),
+    };
+    // Every listener is bound before sled is opened: a port in use stops
+    // the process with nothing written.
+    let listeners = match Listeners::bind(&cli).await {
+        Ok(l) => l,
         Err(e) => {
-            eprintln!("error: {e}");
-            return if e.is_config_error() {
-                ExitCode::from(cp::cli::EXIT_BAD_CONFIG)
-            } else {
-                ExitCode::FAILURE
-            };
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
         }
     };
-    match start(cli, prepared).await {
+    let prepared = match validated.load().await {
+        Ok(p) => p,
+        Err(e) => return start_failed(&e),
+    };
+    match start(cli, listeners, prepared).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -102,12 +122,41 @@ async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn start(cli: Cli, prepared: cp::Prepared) -> anyhow::Result<()> {
-    let api = bind("api", cli.api_listen).await?;
-    let grpc = bind("grpc", cli.grpc_listen).await?;
+fn start_failed(e: &cp::StartError) -> ExitCode {
+    eprintln!("error: {e}");
+    if e.is_config_error() {
+        ExitCode::from(cp::cli::EXIT_BAD_CONFIG)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+struct Listeners {
+    api: TcpListener,
+    grpc: TcpListener,
+    proxy: TcpListener,
+    admin: TcpListener,
+}
+
+impl Listeners {
+    async fn bind(cli: &Cli) -> anyhow::Result<Self> {
+        Ok(Self {
+            api: bind("api", cli.api_listen).await?,
+            grpc: bind("grpc", cli.grpc_listen).await?,
+            proxy: bind("proxy", cli.listen).await?,
+            admin: bind("admin", cli.admin_listen).await?,
+        })
+    }
+}
+
+async fn start(cli: Cli, listeners: Listeners, prepared: cp::Prepared) -> anyhow::Result<()> {
+    let Listeners {
+        api,
+        grpc,
+        proxy,
+        admin,
+    } = listeners;
     let grpc_addr = grpc.local_addr()?;
-    let proxy = bind("proxy", cli.listen).await?;
-    let admin = bind("admin", cli.admin_listen).await?;
     let api_addr = api.local_addr()?;
     let proxy_addr = proxy.local_addr()?;
     let admin_addr = admin.local_addr()?;
@@ -121,12 +170,14 @@ async fn start(cli: Cli, prepared: cp::Prepared) -> anyhow::Result<()> {
     let data_plane = dp::DataPlane::new(dp_options).context("cannot start the data plane")?;
 
     if !cli.no_demo_backends {
-        for (name, port) in [("one", 9101u16), ("two", 9102)] {
-            match TcpListener::bind(("127.0.0.1", port)).await {
+        for (i, addr) in cli.demo_backends.iter().enumerate() {
+            let name = DEMO_NAMES.get(i).copied().unwrap_or("extra");
+            match TcpListener::bind(addr).await {
                 Ok(l) => {
                     tokio::spawn(demo::serve(name, l));
                 }
-                Err(e) => tracing::warn!(port, error = %e, "demo backend not started"),
+                // Someone may run their own service there: not fatal.
+                Err(e) => tracing::warn!(%addr, error = %e, "demo backend not started"),
             }
         }
     }
