@@ -1,7 +1,7 @@
 //! The binary's edge: flags, logging, binding, signals and exit codes
 //! (64 for a bad config, 1 for anything else).
 
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,9 +25,11 @@ pub const EXIT_BAD_CONFIG: u8 = 64;
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // No colour codes in log files and pipes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // try_init: an embedding binary may have installed a subscriber already.
     // The OpenTelemetry layer is `None` (a no-op) unless OTLP is configured.
     let _ = match format {
@@ -91,27 +93,40 @@ async fn bind(role: &str, addr: std::net::SocketAddr) -> Result<TcpListener, Str
         .map_err(|e| format!("cannot bind the {role} listener on {addr}: {e}"))
 }
 
+/// The exit code for a start-up error.
+fn start_failed(e: &crate::server::StartError) -> ExitCode {
+    eprintln!("error: {e}");
+    if e.is_config_error() {
+        ExitCode::from(EXIT_BAD_CONFIG)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 async fn run(options: Options) -> ExitCode {
-    let prepared = match ControlPlane::prepare(&options).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return if e.is_config_error() {
-                ExitCode::from(EXIT_BAD_CONFIG)
-            } else {
-                ExitCode::FAILURE
-            };
-        }
+    // Validate, bind, and only then open sled: a bad config or a port in
+    // use stops the process before anything is written.
+    let validated = match ControlPlane::validate(&options).await {
+        Ok(v) => v,
+        Err(e) => return start_failed(&e),
     };
-    let (api, grpc) = match (
-        bind("api", options.api_listen).await,
-        bind("grpc", options.grpc_listen).await,
-    ) {
-        (Ok(a), Ok(g)) => (a, g),
-        (Err(e), _) | (_, Err(e)) => {
+    let api = match bind("api", options.api_listen).await {
+        Ok(l) => l,
+        Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let grpc = match bind("grpc", options.grpc_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let prepared = match validated.load().await {
+        Ok(p) => p,
+        Err(e) => return start_failed(&e),
     };
     for (role, listener) in [("api", &api), ("grpc", &grpc)] {
         match listener.local_addr() {

@@ -3,7 +3,7 @@
 //! the data planes over gRPC.
 //!
 //! - [`options`]: flags; [`cli`]: the binary's edge (logging, signals, exit codes)
-//! - [`server`]: `ControlPlane::prepare` (validate, then load) and `Prepared::serve`
+//! - [`server`]: `ControlPlane::validate`, `Validated::load` and `Prepared::serve`
 //! - [`service`]: the one change path and the shared read model
 //! - [`store`]: the `Store` trait and its sled implementation
 //! - [`content`]: file sources inside the content root, blob index
@@ -39,5 +39,5 @@ mod test_support;
 pub use cli::cli_main;
 pub use error::{ErrorCode, Problem, ServiceError};
 pub use options::{LogFormat, Options};
-pub use server::{ControlPlane, Prepared, ServeError, StartError};
+pub use server::{ControlPlane, Prepared, ServeError, StartError, Validated};
 pub use service::{Service, SnapshotData};

@@ -1,14 +1,15 @@
-//! Startup in two steps: [`ControlPlane::prepare`] reads and validates the
-//! config (before any port is bound or sled is opened) and loads it into the
-//! store; [`Prepared::serve`] runs REST and gRPC on listeners the caller
-//! bound, until the shutdown future resolves.
+//! Startup in steps: [`ControlPlane::validate`] reads and checks the config
+//! and writes nothing; [`Validated::load`] opens sled and loads it (callers
+//! bind their listeners in between, so a port in use writes nothing either);
+//! [`Prepared::serve`] runs REST and gRPC on those listeners until the
+//! shutdown future resolves. [`ControlPlane::prepare`] is validate + load.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use switchyard_shared::parse::parse_yaml;
+use switchyard_shared::parse::{parse_yaml, ParseError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -17,7 +18,7 @@ use crate::content::ContentRoot;
 use crate::error::{ErrorCode, Problem, ServiceError};
 use crate::grpc::{reflection_server, AdminGrpc, ControlPlaneGrpc};
 use crate::options::Options;
-use crate::service::{check_config, Service, Settings};
+use crate::service::{check_config, Checked, Service, Settings};
 use crate::store::{SledStore, StoreError};
 use crate::watcher::{self, WatchPaths};
 use switchyard_shared::proto::admin_server::AdminServer;
@@ -32,8 +33,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// Printed as `<file>:<line>:<column>: <message>`.
+    #[error("{}", error.located(&path.display().to_string()))]
+    Parse { path: PathBuf, error: ParseError },
     #[error("{}", invalid_message(path, problems))]
     Invalid {
         path: PathBuf,
@@ -108,12 +110,16 @@ pub struct Prepared {
     alerts: crate::alerts::AlertSettings,
 }
 
+/// A config that passed every check; nothing is written yet.
+pub struct Validated {
+    options: Options,
+    checked: Checked,
+}
+
 impl ControlPlane {
     /// Reads, parses and validates the config file (every problem, content
-    /// root checks included) and only then opens the store and applies the
-    /// startup semantics. Nothing is written (not even the data directory)
-    /// when the config is invalid.
-    pub async fn prepare(options: &Options) -> Result<Prepared, StartError> {
+    /// root checks included). Writes nothing, not even the data directory.
+    pub async fn validate(options: &Options) -> Result<Validated, StartError> {
         if options.api_tokens.is_empty() {
             if !options.api_listen.ip().is_loopback() {
                 return Err(StartError::OpenApiOnNetwork {
@@ -130,12 +136,11 @@ impl ControlPlane {
                     path: path.clone(),
                     source,
                 })?;
-        let config = parse_yaml(&text).map_err(|e| StartError::Parse {
+        let config = parse_yaml(&text).map_err(|error| StartError::Parse {
             path: path.clone(),
-            message: e.to_string(),
+            error,
         })?;
-        let content_root = options.effective_content_root();
-        let content = ContentRoot::new(content_root.clone());
+        let content = ContentRoot::new(options.effective_content_root());
         let checked = tokio::task::spawn_blocking(move || check_config(&content, config))
             .await
             .map_err(|e| StartError::Service(ServiceError::internal(e.to_string())))?
@@ -143,7 +148,24 @@ impl ControlPlane {
                 path: path.clone(),
                 problems: e.problems,
             })?;
+        Ok(Validated {
+            options: options.clone(),
+            checked,
+        })
+    }
 
+    /// [`Self::validate`], then [`Validated::load`].
+    pub async fn prepare(options: &Options) -> Result<Prepared, StartError> {
+        Self::validate(options).await?.load().await
+    }
+}
+
+impl Validated {
+    /// Opens the store and applies the startup semantics (a new version
+    /// when the file differs from the last one loaded).
+    pub async fn load(self) -> Result<Prepared, StartError> {
+        let Validated { options, checked } = self;
+        let path = options.config.clone();
         let data_dir = options.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
@@ -157,7 +179,7 @@ impl ControlPlane {
 
         let settings = Settings {
             config_path: path.clone(),
-            content_root,
+            content_root: options.effective_content_root(),
             history_limit: options.history_limit.max(1),
             command_timeout: options.command_timeout,
         };
@@ -310,5 +332,45 @@ impl Prepared {
         grpc_result.map_err(ServeError::Task)??;
         api_result.map_err(ServeError::Task)??;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_example_config_in_deploy_is_valid() {
+        let options = Options {
+            config: PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../deploy/switchyard.yaml"
+            )),
+            ..Options::default()
+        };
+        // The content root defaults to deploy/, where the maintenance page is.
+        let validated = match ControlPlane::validate(&options).await {
+            Ok(v) => v,
+            Err(e) => panic!("deploy/switchyard.yaml: {e}"),
+        };
+        let config = &validated.checked.config;
+        assert!(config.rules.len() >= 2, "{config:?}");
+        assert!(validated.checked.blobs.contains_key("maintenance"));
+    }
+
+    #[test]
+    fn a_parse_error_prints_file_line_and_column() {
+        let err = |text: &str| StartError::Parse {
+            path: PathBuf::from("conf/s.yaml"),
+            error: parse_yaml(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text:?} parsed")),
+        };
+        let text = err("rules:\n  - name: a\n    bogus: 1\n").to_string();
+        assert!(text.starts_with("conf/s.yaml:3:5: "), "{text}");
+        assert!(text.contains("bogus"), "{text}");
+        // The very first byte: serde_yaml's own message has no location.
+        let text = err("- a\n").to_string();
+        assert!(text.starts_with("conf/s.yaml:1:1: "), "{text}");
     }
 }

@@ -417,7 +417,7 @@ impl Service {
         let config = parse_yaml(&text).map_err(|e| {
             ServiceError::invalid(vec![Problem {
                 path: String::new(),
-                message: format!("{}: {e}", path.display()),
+                message: e.located(&path.display().to_string()),
             }])
         })?;
         self.check(config).await

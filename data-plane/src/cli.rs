@@ -47,7 +47,9 @@ pub fn cli_main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            // Printed, not logged: `RUST_LOG=off` must not hide why the
+            // process stopped.
+            eprintln!("error: {e}");
             ExitCode::from(1)
         }
     }
@@ -70,8 +72,9 @@ pub fn init_tracing(format: LogFormat) {
 async fn run(options: Options) -> Result<(), DataPlaneError> {
     let listen = options.listen.clone();
     let admin_addr = options.admin_listen;
-    let node = DataPlane::new(options)?;
 
+    // Bound before the cache folder is opened: a port in use leaves no
+    // trace on disk.
     let mut proxy = Vec::with_capacity(listen.len());
     for addr in listen {
         let listener = TcpListener::bind(addr)
@@ -90,6 +93,7 @@ async fn run(options: Options) -> Result<(), DataPlaneError> {
             addr: admin_addr,
             source,
         })?;
+    let node = DataPlane::new(options)?;
     for listener in &proxy {
         if let Ok(addr) = listener.local_addr() {
             announce("proxy", addr);

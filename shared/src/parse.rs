@@ -14,6 +14,40 @@ pub struct ParseError {
     pub column: Option<usize>,
 }
 
+impl ParseError {
+    /// The message without the ` at line L column C` the parsers add for
+    /// this error's own position, for callers that print `line` and
+    /// `column` themselves. (serde_yaml leaves it out for line 1 column 1,
+    /// so the message alone would lose the location there.) A context the
+    /// parser adds after it (", while parsing ... at line 3 column 8") stays.
+    pub fn detail(&self) -> std::borrow::Cow<'_, str> {
+        let (Some(line), Some(column)) = (self.line, self.column) else {
+            return self.message.as_str().into();
+        };
+        let own = format!(" at line {line} column {column}");
+        match self.message.find(&own) {
+            Some(at) => {
+                let rest = &self.message[at + own.len()..];
+                if rest.is_empty() || rest.starts_with(',') {
+                    format!("{}{rest}", &self.message[..at]).into()
+                } else {
+                    self.message.as_str().into()
+                }
+            }
+            None => self.message.as_str().into(),
+        }
+    }
+
+    /// `<source>:<line>:<column>: <detail>`, or `<source>: <message>` when
+    /// the parser gave no location.
+    pub fn located(&self, source: &str) -> String {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => format!("{source}:{line}:{column}: {}", self.detail()),
+            _ => format!("{source}: {}", self.message),
+        }
+    }
+}
+
 /// Parses YAML; errors name the line and column (1-based).
 pub fn parse_yaml(text: &str) -> Result<Config, ParseError> {
     serde_yaml_ng::from_str(text).map_err(|e| {
@@ -86,6 +120,47 @@ rules:
     fn malformed_yaml_has_line_and_column() {
         let err = parse_yaml("rules: [\n  {name: a\n").unwrap_err();
         assert!(err.line.is_some() && err.column.is_some(), "{err:?}");
+    }
+
+    #[test]
+    fn located_names_file_line_and_column_once() {
+        let err = parse_yaml("rules:\n  - name: r\n    actoin: {}\n").unwrap_err();
+        let text = err.located("conf.yaml");
+        assert!(text.starts_with("conf.yaml:3:5: "), "{text}");
+        assert!(text.contains("actoin"), "{text}");
+        assert!(!text.contains("at line"), "location printed twice: {text}");
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_keeps_its_context() {
+        let err = parse_yaml("rules:\n  - name: a\n    match: {path_prefix: /a\n").unwrap_err();
+        let text = err.located("c.yaml");
+        assert!(text.starts_with("c.yaml:4:1: "), "{text}");
+        assert!(
+            !text.contains("line 4"),
+            "own location printed twice: {text}"
+        );
+        assert!(text.contains("while parsing"), "context lost: {text}");
+    }
+
+    #[test]
+    fn an_error_at_line_1_column_1_keeps_its_location() {
+        // A list where a mapping is expected fails at the very first byte;
+        // serde_yaml's own message then carries no location at all.
+        let err = parse_yaml("- a\n- b\n").unwrap_err();
+        assert_eq!((err.line, err.column), (Some(1), Some(1)), "{err:?}");
+        let text = err.located("conf.yaml");
+        assert!(text.starts_with("conf.yaml:1:1: "), "{text}");
+    }
+
+    #[test]
+    fn located_without_a_position_names_the_source() {
+        let err = ParseError {
+            message: "EOF while parsing a value".into(),
+            line: None,
+            column: None,
+        };
+        assert_eq!(err.located("c.yaml"), "c.yaml: EOF while parsing a value");
     }
 
     #[test]

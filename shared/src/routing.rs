@@ -16,6 +16,26 @@ use crate::config::{Action, Config, PathMatch, Rule};
 use crate::reuse::RuleReuse;
 use crate::validate::{validate_reusing, ValidationErrors, REGEX_SIZE_LIMIT};
 
+// Test-only tally of the steps one `route` takes (index probes and
+// candidate rules examined), so a test can show the work stays flat as
+// rules grow without timing anything.
+#[cfg(test)]
+thread_local! {
+    static WORK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[inline(always)]
+fn tally() {
+    #[cfg(test)]
+    WORK.with(|w| w.set(w.get() + 1));
+}
+
+/// Steps taken on this thread since the last call (tests only).
+#[cfg(test)]
+fn take_work() -> u64 {
+    WORK.with(|w| w.replace(0))
+}
+
 /// What the router needs to know about a request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestInfo<'a> {
@@ -188,10 +208,12 @@ impl PathIndex {
     /// Lowers `best` to the first rule in this bucket that matches.
     fn find(&self, rules: &[Arc<CompiledRule>], req: &RequestInfo<'_>, best: &mut u32) {
         consider(rules, req, &self.any, best);
+        tally();
         if let Some(list) = self.exact.get(req.path) {
             consider(rules, req, list, best);
         }
         for &len in &self.prefix_lens {
+            tally();
             if let Some(list) = req.path.get(..len).and_then(|p| self.prefix.get(p)) {
                 consider(rules, req, list, best);
             }
@@ -199,6 +221,7 @@ impl PathIndex {
         if let Some((set, ids)) = &self.regex {
             // Only worth running when a regex rule could still win.
             if ids.first().is_some_and(|&first| first < *best) {
+                tally();
                 for i in set.matches(req.path).iter() {
                     consider(rules, req, std::slice::from_ref(&ids[i]), best);
                 }
@@ -214,6 +237,7 @@ fn consider(rules: &[Arc<CompiledRule>], req: &RequestInfo<'_>, list: &[u32], be
         if idx >= *best {
             return;
         }
+        tally();
         if rules[idx as usize].matches_rest(req) {
             *best = idx;
             return;
@@ -303,12 +327,14 @@ impl RouteTable {
     pub fn route(&self, req: &RequestInfo<'_>) -> Option<usize> {
         let mut best = u32::MAX;
         let host = normalize_host(req.host);
+        tally();
         if let Some(bucket) = self.exact_hosts.get(host.as_ref()) {
             bucket.find(&self.rules, req, &mut best);
         }
         if !self.wildcard_hosts.is_empty() {
             let mut rest = host.as_ref();
             while let Some((_, suffix)) = rest.split_once('.') {
+                tally();
                 if let Some(bucket) = self.wildcard_hosts.get(suffix) {
                     bucket.find(&self.rules, req, &mut best);
                 }

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A child process that is killed when dropped.
@@ -14,6 +14,8 @@ pub struct Proc {
     child: Child,
     pub addrs: HashMap<String, SocketAddr>,
     pub stderr_path: PathBuf,
+    /// Every line printed on stdout so far.
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proc {
@@ -22,7 +24,8 @@ impl Proc {
         Self::start_with_env(bin, args, &[], roles, log_dir, name)
     }
 
-    /// Like `start`, with extra environment variables.
+    /// Like `start`, with extra environment variables (`RUST_LOG` among
+    /// them overrides the default).
     pub fn start_with_env(
         bin: &str,
         args: &[String],
@@ -40,11 +43,11 @@ impl Proc {
             .expect("create stderr log");
         let mut child = Command::new(bin)
             .args(args)
-            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -52,9 +55,14 @@ impl Proc {
             .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = lines.clone();
         std::thread::spawn(move || {
             // Keep draining so the child never blocks on a full pipe.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                kept.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -85,6 +93,7 @@ impl Proc {
             child,
             addrs,
             stderr_path,
+            stdout: lines,
         }
     }
 
@@ -104,6 +113,45 @@ impl Proc {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status();
+        assert!(
+            sent.as_ref().is_ok_and(|s| s.success()),
+            "kill -{name} failed: {sent:?}"
+        );
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Polls (without blocking the runtime) until the process exits;
+    /// `None` if it is still running after `within`.
+    pub async fn exited_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything printed on stdout so far, one line each.
+    pub fn stdout(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
     }
 
     /// SIGTERM and wait for the exit status.
@@ -136,8 +184,18 @@ impl Drop for Proc {
 /// Runs a binary to completion (for start-up failures), returning its exit
 /// status and stderr.
 pub fn run_to_exit(bin: &str, args: &[String]) -> (ExitStatus, String) {
+    run_to_exit_with_env(bin, args, &[])
+}
+
+/// Like `run_to_exit`, with extra environment variables.
+pub fn run_to_exit_with_env(
+    bin: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> (ExitStatus, String) {
     let out = Command::new(bin)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("run {bin}: {e}"));
@@ -195,11 +253,25 @@ impl ControlPlane {
 
     /// Starts on given addresses (to restart on the same ports).
     pub fn start_on(dir: &Path, config_path: &Path, api: &str, grpc: &str) -> ControlPlane {
+        Self::start_with(dir, config_path, api, grpc, &[], &[])
+    }
+
+    /// Starts on given addresses with extra flags and environment.
+    pub fn start_with(
+        dir: &Path,
+        config_path: &Path,
+        api: &str,
+        grpc: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ControlPlane {
         let data_dir = dir.join("cp-data");
-        let args = Self::args(config_path, &data_dir, api, grpc);
-        let proc = Proc::start(
+        let mut args = Self::args(config_path, &data_dir, api, grpc);
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        let proc = Proc::start_with_env(
             &bin_path("e2e-control-plane"),
             &args,
+            env,
             &["api", "grpc"],
             dir,
             "control-plane",
@@ -267,8 +339,19 @@ impl DataPlane {
         control_plane_url: &str,
         env: &[(&str, &str)],
     ) -> DataPlane {
+        Self::start_with_args(dir, node_id, control_plane_url, &[], env)
+    }
+
+    /// Starts with extra flags (`--shutdown-grace 500ms`) and environment.
+    pub fn start_with_args(
+        dir: &Path,
+        node_id: &str,
+        control_plane_url: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> DataPlane {
         let cache_dir = dir.join(format!("dp-{node_id}"));
-        let args = vec![
+        let mut args = vec![
             "--control-plane".into(),
             control_plane_url.into(),
             "--node-id".into(),
@@ -280,6 +363,7 @@ impl DataPlane {
             "--cache-dir".into(),
             cache_dir.display().to_string(),
         ];
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
         let proc = Proc::start_with_env(
             &bin_path("e2e-data-plane"),
             &args,

@@ -206,5 +206,7 @@ rules:
         &args,
     );
     assert_eq!(status.code(), Some(64), "{stderr}");
-    assert!(stderr.contains("line"), "should name a line: {stderr}");
+    // `<file>:<line>:<column>: <message>`; process.rs covers more cases.
+    let at = format!("{}:3:12: ", config.display());
+    assert!(stderr.contains(&at), "should name {at}: {stderr}");
 }

@@ -223,6 +223,186 @@ fn ten_thousand_rules_compile_and_route() {
     );
 }
 
+/// Ten rules of every kind the router indexes.
+fn ten_rules() -> Vec<Rule> {
+    let host = |h: &str| vec![h.to_owned()];
+    vec![
+        rule(
+            "hello",
+            RuleMatch {
+                path_exact: Some("/hello".into()),
+                ..m()
+            },
+        ),
+        rule(
+            "users",
+            RuleMatch {
+                path_regex: Some("^/users/[0-9]+$".into()),
+                ..m()
+            },
+        ),
+        rule(
+            "api-post",
+            RuleMatch {
+                path_prefix: Some("/api/".into()),
+                methods: vec!["POST".into()],
+                ..m()
+            },
+        ),
+        rule(
+            "api",
+            RuleMatch {
+                path_prefix: Some("/api/".into()),
+                ..m()
+            },
+        ),
+        rule(
+            "shop",
+            RuleMatch {
+                hosts: host("*.shop.example"),
+                ..m()
+            },
+        ),
+        rule(
+            "admin",
+            RuleMatch {
+                hosts: host("admin.example"),
+                path_prefix: Some("/panel".into()),
+                ..m()
+            },
+        ),
+        rule(
+            "beta",
+            RuleMatch {
+                path_prefix: Some("/beta".into()),
+                headers: [("x-beta".to_owned(), "1".to_owned())].into(),
+                ..m()
+            },
+        ),
+        rule(
+            "static",
+            RuleMatch {
+                path_prefix: Some("/static/".into()),
+                ..m()
+            },
+        ),
+        rule(
+            "item",
+            RuleMatch {
+                hosts: host("admin.example"),
+                path_regex: Some("^/item/[a-z]+$".into()),
+                ..m()
+            },
+        ),
+        rule(
+            "default",
+            RuleMatch {
+                path_prefix: Some("/".into()),
+                ..m()
+            },
+        ),
+    ]
+}
+
+/// 10,000 rules none of the probes below can match, of every kind the
+/// router indexes: a scan over rules would examine all of them.
+fn filler(n: usize) -> Vec<Rule> {
+    (0..n)
+        .map(|i| {
+            let name = format!("filler-{i}");
+            let rm = match i % 5 {
+                0 => RuleMatch {
+                    path_exact: Some(format!("/filler/{i}")),
+                    ..m()
+                },
+                // Prefixes of one length: one more probe, whatever their number.
+                1 => RuleMatch {
+                    path_prefix: Some(format!("/f/{i:05}/")),
+                    ..m()
+                },
+                2 => RuleMatch {
+                    hosts: vec![format!("h{i}.example")],
+                    path_prefix: Some("/".into()),
+                    ..m()
+                },
+                3 => RuleMatch {
+                    hosts: vec![format!("*.w{i}.example")],
+                    ..m()
+                },
+                // Regexes under their own hosts (a few hundred per host
+                // would be one regex set per bucket, tried only there).
+                _ => RuleMatch {
+                    hosts: vec![format!("re{}.example", i % 50)],
+                    path_regex: Some(format!("^/re/{i}/[0-9]+$")),
+                    ..m()
+                },
+            };
+            rule(&name, rm)
+        })
+        .collect()
+}
+
+/// The steps `route` took and what it found.
+fn measured(
+    t: &RouteTable,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (Option<String>, u64) {
+    take_work();
+    let found = route(t, method, host, path, headers);
+    (found, take_work())
+}
+
+/// Method, host, path, headers, and the rule that must answer.
+type Probe<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+);
+
+#[test]
+fn work_per_request_stays_flat_from_10_to_10_010_rules() {
+    let small = table(ten_rules());
+    // Fillers first: a first-match scan would wade through all of them.
+    let mut rules = filler(10_000);
+    rules.extend(ten_rules());
+    let big = table(rules);
+    let probes: [Probe; 9] = [
+        ("GET", "a.test", "/hello", &[], Some("hello")),
+        ("GET", "a.test", "/users/42", &[], Some("users")),
+        ("POST", "a.test", "/api/x", &[], Some("api-post")),
+        ("GET", "a.test", "/api/x", &[], Some("api")),
+        ("GET", "b.shop.example", "/cart", &[], Some("shop")),
+        ("GET", "admin.example", "/item/abc", &[], Some("item")),
+        ("GET", "a.test", "/beta/x", &[("x-beta", "1")], Some("beta")),
+        (
+            "GET",
+            "deep.sub.domain.test",
+            "/static/app.js",
+            &[],
+            Some("static"),
+        ),
+        ("GET", "a.test", "/nothing", &[], Some("default")),
+    ];
+    for (method, host, path, headers, want) in probes {
+        let (found_small, work_small) = measured(&small, method, host, path, headers);
+        let (found_big, work_big) = measured(&big, method, host, path, headers);
+        assert_eq!(found_small.as_deref(), want, "{method} {host}{path}");
+        assert_eq!(found_big.as_deref(), want, "{method} {host}{path}");
+        assert!(work_small > 0, "the tally counts nothing");
+        // The fillers add one prefix length and a few hash probes, never a
+        // number of steps that grows with the rule count.
+        assert!(
+            work_big <= work_small + 3 && work_big <= 24,
+            "{method} {host}{path}: {work_small} steps with 10 rules, {work_big} with 10,010"
+        );
+    }
+}
+
 // Property: the indexed router agrees with a linear scan of `check`.
 fn arb_match() -> impl Strategy<Value = RuleMatch> {
     let host = prop_oneof![
