@@ -1,5 +1,5 @@
 //! File content sources: resolved strictly inside the content root (no `..`,
-//! no symlink escape), hashed with sha256 and indexed so data planes can
+//! no percent-encoded sequences, no symlink escape), hashed with sha256 and indexed so data planes can
 //! fetch them by hash.
 
 #[cfg(test)]
@@ -47,6 +47,11 @@ impl ContentRoot {
     pub fn resolve(&self, configured: &str) -> Result<PathBuf, String> {
         if configured.is_empty() {
             return Err("the path is empty".to_owned());
+        }
+        if has_percent_escape(configured) {
+            return Err(format!(
+                "`{configured}` contains a percent-encoded sequence; content paths are literal file paths"
+            ));
         }
         let rel = Path::new(configured);
         if rel.components().any(|c| matches!(c, Component::ParentDir)) {
@@ -109,6 +114,15 @@ impl ContentRoot {
             Err(problems)
         }
     }
+}
+
+/// Whether `path` holds `%` followed by two hex digits. Nothing decodes
+/// config paths, so such a name is at best a mistake (someone pasted a URL
+/// path) and at worst an attempt to smuggle `..` or `/` past review.
+fn has_percent_escape(path: &str) -> bool {
+    path.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
 }
 
 /// Hashes a file by streaming it (large files are never held in memory).

@@ -13,8 +13,8 @@ pub mod upstream_body;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use http::header::HOST;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::header::{ACCEPT_ENCODING, HOST, IF_RANGE, RANGE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use switchyard_shared::routing::RequestInfo;
 
@@ -104,9 +104,8 @@ impl Proxy {
             .map_or("", |r| r.name.as_str());
         let bytes_in = telemetry::request_bytes(&req);
         let span = telemetry::RequestSpan::start(&mut req, rule_name, &client.ip);
-        if rule.rewrite.is_some() {
-            // Rewriting needs an uncompressed upstream body (see content::rewrite).
-            req.headers_mut().remove(http::header::ACCEPT_ENCODING);
+        if rule.rewrite.is_some() && matches!(rule.action, RuleAction::Forward { .. }) {
+            prepare_for_rewrite(req.headers_mut());
         }
         let response = match &rule.action {
             RuleAction::Replace(r) => r.respond(req.method(), req.headers()).await,
@@ -133,6 +132,16 @@ impl Proxy {
         };
         telemetry::finish_request(&rule.metrics, started, bytes_in, &response, span);
         response
+    }
+}
+
+/// A rewritten body must be the whole, uncompressed representation, so the
+/// upstream is asked for identity encoding and no ranges: a compressed or
+/// 206 answer is passed through unrewritten (see content::rewrite), which
+/// would leak original bytes. The client gets the whole rewritten body, 200.
+fn prepare_for_rewrite(headers: &mut HeaderMap) {
+    for name in [ACCEPT_ENCODING, RANGE, IF_RANGE] {
+        headers.remove(name);
     }
 }
 

@@ -255,10 +255,20 @@ rules:
         ("../../etc/passwd", ".."),
         ("/etc/passwd", "outside the content root"),
         ("content/escape/secret.txt", "outside the content root"),
-        // Config paths are file paths: nothing percent-decodes them, so the
-        // encoded forms name files that do not exist inside the root.
-        ("%2e%2e/%2e%2e/etc/passwd", "does not exist"),
-        ("content/..%2f..%2fetc/passwd", "does not exist"),
+        // Config paths are literal file paths: encoded forms are refused
+        // outright rather than looked up under their literal names.
+        (
+            "%2e%2e/%2e%2e/etc/passwd",
+            "contains a percent-encoded sequence",
+        ),
+        (
+            "content/..%2f..%2fetc/passwd",
+            "content paths are literal file paths",
+        ),
+        (
+            "content/%2E%2E/secret.txt",
+            "contains a percent-encoded sequence",
+        ),
     ];
     for (path, expected) in attempts {
         let yaml = format!(
@@ -485,6 +495,9 @@ backends:
   - name: origin
     servers: [{{ address: "{addr}" }}]
 rules:
+  - name: plain
+    match: {{ path_prefix: /plain }}
+    action: {{ forward: {{ backend: origin }} }}
   - name: site
     action: {{ forward: {{ backend: origin }} }}
     rewrite_body:
@@ -508,10 +521,46 @@ rules:
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("content-length").is_none());
     assert!(r.headers().get("content-encoding").is_none());
-    assert_eq!(
-        r.text().await.expect("body"),
-        "<a href=\"https://new.example/x\">release version 12</a> https://new.example/y"
-    );
+    let rewritten =
+        "<a href=\"https://new.example/x\">release version 12</a> https://new.example/y";
+    assert_eq!(r.text().await.expect("body"), rewritten);
+    // The client's Accept-Encoding was not forwarded: the upstream body
+    // arrives uncompressed, so it can be rewritten.
+    let seen = origin.last_headers();
+    assert!(seen.get("accept-encoding").is_none(), "{seen:?}");
+
+    // A range request on a rewrite route: the upstream (which honours
+    // ranges) is asked for the whole body, and the client gets all of it,
+    // rewritten, with 200 — never original bytes in a 206.
+    let r = client()
+        .get(dp.proxy("/"))
+        .header("range", "bytes=0-9")
+        .header("if-range", "\"some-tag\"")
+        .send()
+        .await
+        .expect("range on rewrite");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-range").is_none());
+    assert_eq!(r.text().await.expect("body"), rewritten);
+    let seen = origin.last_headers();
+    assert!(seen.get("range").is_none(), "{seen:?}");
+    assert!(seen.get("if-range").is_none(), "{seen:?}");
+
+    // Without a rewrite the same headers reach the upstream untouched, and
+    // its 206 is passed through.
+    let r = client()
+        .get(dp.proxy("/plain"))
+        .header("range", "bytes=0-9")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("range on plain");
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 0-9/67");
+    assert_eq!(r.text().await.expect("body"), "<a href=\"h");
+    let seen = origin.last_headers();
+    assert_eq!(seen["range"], "bytes=0-9", "{seen:?}");
+    assert_eq!(seen["accept-encoding"], "gzip", "{seen:?}");
 }
 
 fn hex(bytes: &[u8]) -> String {

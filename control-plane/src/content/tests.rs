@@ -43,6 +43,32 @@ fn rejects_traversal_absolute_outside_missing_and_directories() {
     assert!(root.resolve("").is_err());
 }
 
+#[test]
+fn rejects_percent_encoded_sequences_even_when_the_file_exists() {
+    let (_dir, root) = setup();
+    // A file literally named with an escape exists: still refused, so an
+    // encoded path never names something a reviewer misreads.
+    std::fs::write(root.path().join("a%2e.txt"), "x").expect("write");
+    for path in [
+        "%2e%2e/%2e%2e/etc/passwd",
+        "sub/..%2f..%2fsecret.txt",
+        "a%2e.txt",
+        "sub%2Fa.txt",
+    ] {
+        let err = root.resolve(path).expect_err(path);
+        assert!(
+            err.contains("contains a percent-encoded sequence")
+                && err.contains("content paths are literal file paths"),
+            "{path}: {err}"
+        );
+    }
+    // A lone `%` or one not followed by two hex digits is an ordinary name.
+    for name in ["100%.txt", "50%off.txt", "%zz.txt"] {
+        std::fs::write(root.path().join(name), "x").expect("write");
+        assert!(root.resolve(name).is_ok(), "{name}");
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn rejects_symlinks_that_escape_the_root() {

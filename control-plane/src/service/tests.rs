@@ -346,3 +346,90 @@ async fn positions_past_the_end_append() {
         .expect("move");
     assert_eq!(service.current().config.rules[0].name, "z");
 }
+
+#[tokio::test]
+async fn cache_stats_are_listed_per_node_and_summed_per_source() {
+    use switchyard_shared::proto::{self, node_message::Msg};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = fixture(dir.path(), SAMPLE_YAML);
+    let service = empty_service(&options);
+    let stats = |source: &str, n: u64| proto::CacheStats {
+        source: source.to_owned(),
+        entries: n,
+        bytes: 100 * n,
+        hits: 10 * n,
+        misses: 2 * n,
+        stale_served: 3 * n,
+        fetch_errors: 4 * n,
+    };
+    // Node a reports two sources, node b one of them; a node that never
+    // reported metrics is not listed.
+    let mut keep = Vec::new();
+    for node_id in ["a", "b", "silent"] {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        keep.push(rx);
+        let hello = proto::Hello {
+            node_id: node_id.to_owned(),
+            ..Default::default()
+        };
+        service.node_connected(&hello, tx);
+    }
+    let report = |caches| {
+        Msg::Metrics(proto::MetricsReport {
+            caches,
+            ..Default::default()
+        })
+    };
+    service.node_message("a", report(vec![stats("css", 1), stats("js", 5)]));
+    service.node_message("b", report(vec![stats("css", 2)]));
+
+    // (source, [hits, misses, entries, bytes, stale served, fetch errors])
+    let counts = |caches: &[super::reports::CacheStatsView]| -> Vec<(String, [u64; 6])> {
+        caches
+            .iter()
+            .map(|c| {
+                let v = [
+                    c.hits,
+                    c.misses,
+                    c.entries,
+                    c.bytes,
+                    c.stale_served,
+                    c.fetch_errors,
+                ];
+                (c.source.clone(), v)
+            })
+            .collect()
+    };
+    let r = service.cache_stats();
+    let nodes: Vec<&str> = r.nodes.iter().map(|n| n.node_id.as_str()).collect();
+    assert_eq!(nodes, vec!["a", "b"]);
+    assert_eq!(
+        counts(&r.nodes[0].caches),
+        vec![
+            ("css".to_owned(), [10, 2, 1, 100, 3, 4]),
+            ("js".to_owned(), [50, 10, 5, 500, 15, 20]),
+        ]
+    );
+    assert_eq!(
+        counts(&r.nodes[1].caches),
+        vec![("css".to_owned(), [20, 4, 2, 200, 6, 8])]
+    );
+    assert_eq!(
+        counts(&r.totals),
+        vec![
+            // css: node a (x1) plus node b (x2).
+            ("css".to_owned(), [30, 6, 3, 300, 9, 12]),
+            ("js".to_owned(), [50, 10, 5, 500, 15, 20]),
+        ]
+    );
+
+    // A newer report replaces the node's previous one (never added twice).
+    service.node_message("b", report(vec![stats("css", 4)]));
+    let css = service
+        .cache_stats()
+        .totals
+        .into_iter()
+        .find(|c| c.source == "css")
+        .expect("css");
+    assert_eq!((css.entries, css.hits, css.bytes), (5, 50, 500));
+}

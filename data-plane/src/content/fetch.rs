@@ -1,10 +1,12 @@
 //! Fetching a remote content source from its origin, behind the address
 //! policy: http/https only; loopback, private and link-local addresses
-//! refused unless the config allows them. The policy is enforced on every
-//! hop: redirects are followed by hand (each target re-checked), IP
-//! literals are checked before connecting, and host names go through a
-//! resolver that drops refused addresses, so a name that resolves (or
-//! re-resolves, DNS rebinding) to an internal address is never dialled.
+//! refused unless the config allows them (`remote_address_allowed` lists
+//! the always-refused ranges and how IPv4 inside IPv6 is judged). The
+//! policy is enforced on every hop: redirects are followed by hand (each
+//! target re-checked), IP literals are checked before connecting, and host
+//! names go through a resolver that drops refused addresses, so a name
+//! that resolves (or re-resolves, DNS rebinding) to an internal address is
+//! never dialled.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -24,7 +26,7 @@ pub enum FetchError {
     BadUrl(String),
     #[error("`{url}`: only http and https are allowed")]
     Scheme { url: String },
-    #[error("`{url}`: address {ip} is refused by the remote content policy (loopback, private and link-local targets need remote_content.allow_loopback / allow_private)")]
+    #[error("`{url}`: address {ip} is refused by the remote content policy (loopback, private and link-local targets need remote_content.allow_loopback / allow_private; 0.0.0.0/8, broadcast, multicast and internal addresses behind NAT64 or 6to4 are always refused)")]
     Refused { url: String, ip: IpAddr },
     #[error("{host} resolves only to addresses refused by the remote content policy ({ips})")]
     RefusedName { host: String, ips: String },

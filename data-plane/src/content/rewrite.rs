@@ -8,8 +8,11 @@
 //! `content_types`, with a body (not HEAD, 1xx, 204, 206, 304), and not
 //! content-encoded. The rule for compressed bodies: the proxy asks the
 //! upstream for an uncompressed body (it drops the client's
-//! Accept-Encoding on rules that rewrite); a response that is compressed
-//! anyway passes through untouched. Rewritten responses lose
+//! Accept-Encoding on forward rules that rewrite); a response that is
+//! compressed anyway passes through untouched. Likewise the proxy drops the
+//! client's Range and If-Range on those rules, so the upstream answers the
+//! whole body and the client gets it rewritten with 200, never an
+//! unrewritten 206. Rewritten responses lose
 //! Content-Length (they are sent chunked) and their ETag becomes weak.
 
 use std::pin::Pin;

@@ -32,27 +32,56 @@ async fn invalid_snapshot_is_nacked_and_the_old_one_kept() {
     w.node.wait_version(3).await;
 }
 
+/// Still version 1, still the old page; nothing tampered is cached.
+async fn still_version_1(w: &World, sha: &str) {
+    let (status, json) = w.node.readyz().await;
+    assert_eq!(
+        (status, json["version"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let page = get(&w.node.url("/page"), None).await;
+    assert_eq!(page.body.as_bytes(), PAGE);
+    assert!(!w.cache.path().join("blobs").join(sha).exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_that_fails_its_hash_is_nacked() {
     let w = world().await;
     let new_page: &[u8] = b"<h1>version two</h1>\n";
     let v2 = snapshot(&w.cp.state, 2, &w.yaml(), &[("pages/index.html", new_page)]);
-    // Serve different bytes under the announced digest.
     let sha = sha256_hex(new_page);
-    w.cp.state
-        .blobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(sha.clone(), b"<h1>tampered blob!!!</h1>".to_vec());
-    w.cp.state.push(v2).await;
+    let tamper = |bytes: &[u8]| {
+        w.cp.state
+            .blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sha.clone(), bytes.to_vec());
+    };
+    // Different bytes of the announced size under the announced digest:
+    // only the sha256 check can catch them.
+    let same_size: &[u8] = b"<h1>tampered!!!</h1>\n";
+    assert_eq!(same_size.len(), new_page.len());
+    tamper(same_size);
+    w.cp.state.push(v2.clone()).await;
     let error = w.cp.state.wait_nack(2).await;
     assert!(error.contains("content source `page`"), "{error}");
     assert!(error.contains(&sha), "{error}");
+    assert!(
+        error.contains(&format!("hashing to {}", sha256_hex(same_size))),
+        "the digest check failed, not the size bound: {error}"
+    );
+    still_version_1(&w, &sha).await;
 
-    // Still version 1, still the old page; nothing tampered is cached.
-    let page = get(&w.node.url("/page"), None).await;
-    assert_eq!(page.body.as_bytes(), PAGE);
-    assert!(!w.cache.path().join("blobs").join(&sha).exists());
+    // More bytes than announced: refused while streaming, before hashing.
+    w.cp.state.clear_received();
+    tamper(b"<h1>tampered blob, and longer!</h1>\n");
+    w.cp.state.push(v2).await;
+    let error = w.cp.state.wait_nack(2).await;
+    assert!(
+        error.contains(&format!("blob {sha} is larger than its announced 21 bytes")),
+        "{error}"
+    );
+    still_version_1(&w, &sha).await;
 
     // Serving the right bytes makes the same version apply.
     w.cp.state

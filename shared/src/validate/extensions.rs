@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use rustc_hash::FxHashSet as HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use http::{HeaderName, HeaderValue};
 
@@ -278,29 +278,105 @@ pub(super) fn limits(c: &mut Collector, config: &Config) {
 }
 
 /// Whether `ip` may be fetched under the remote content policy.
+///
+/// Always refused, whatever the policy: unspecified, `0.0.0.0/8` ("this
+/// network"; Linux dials 0.0.0.0 as the local host), broadcast and
+/// multicast. Refused unless allowed: loopback (`allow_loopback`); RFC 1918,
+/// carrier-grade NAT, ULA and link-local (`allow_private`). IPv4 written
+/// inside IPv6 is judged as that IPv4 address: IPv4-mapped `::ffff:a.b.c.d`
+/// and IPv4-compatible `::a.b.c.d` exactly like the IPv4 address, and the
+/// translation prefixes NAT64 `64:ff9b::/96` and 6to4 `2002::/16` more
+/// strictly: their embedded address must be a public one, with no
+/// allowance, because the allow flags are about reaching this host's own
+/// networks directly, never through a translator or relay. A translated
+/// public address stays allowed (IPv6-only networks reach the internet
+/// through NAT64).
 pub fn remote_address_allowed(ip: IpAddr, policy: &crate::config::RemotePolicy) -> bool {
-    // `::ffff:127.0.0.1` is 127.0.0.1: judge IPv4-mapped addresses as IPv4.
-    let ip = ip.to_canonical();
-    let loopback = ip.is_loopback();
-    let private = match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_shared_like(),
-        IpAddr::V6(v6) => {
-            let seg0 = v6.segments()[0];
-            (seg0 & 0xfe00) == 0xfc00 || (seg0 & 0xffc0) == 0xfe80
-        }
+    let ip = match ip {
+        IpAddr::V6(v6) => match embedded_v4(&v6) {
+            Some((v4, Embedding::Translated)) => return v4_class(v4) == Class::Public,
+            Some((v4, Embedding::Direct)) => IpAddr::V4(v4),
+            None => ip,
+        },
+        IpAddr::V4(_) => ip,
     };
-    let unspecified = ip.is_unspecified() || ip.is_multicast();
-    !unspecified && (!loopback || policy.allow_loopback) && (!private || policy.allow_private)
-}
-
-trait SharedLike {
-    fn is_shared_like(&self) -> bool;
-}
-
-impl SharedLike for std::net::Ipv4Addr {
-    /// 100.64.0.0/10 (carrier-grade NAT) is as internal as RFC 1918.
-    fn is_shared_like(&self) -> bool {
-        let o = self.octets();
-        o[0] == 100 && (o[1] & 0xc0) == 64
+    match ip {
+        IpAddr::V4(v4) => allowed_class(v4_class(v4), policy),
+        IpAddr::V6(v6) => allowed_class(v6_class(v6), policy),
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Public,
+    Loopback,
+    Private,
+    /// Never a valid target.
+    Never,
+}
+
+fn allowed_class(class: Class, policy: &crate::config::RemotePolicy) -> bool {
+    match class {
+        Class::Public => true,
+        Class::Loopback => policy.allow_loopback,
+        Class::Private => policy.allow_private,
+        Class::Never => false,
+    }
+}
+
+fn v4_class(v4: Ipv4Addr) -> Class {
+    let o = v4.octets();
+    if o[0] == 0 || v4.is_broadcast() || v4.is_multicast() {
+        Class::Never
+    } else if v4.is_loopback() {
+        Class::Loopback
+    } else if v4.is_private() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
+        // 100.64.0.0/10 (carrier-grade NAT) is as internal as RFC 1918.
+        Class::Private
+    } else {
+        Class::Public
+    }
+}
+
+fn v6_class(v6: Ipv6Addr) -> Class {
+    let seg0 = v6.segments()[0];
+    if v6.is_unspecified() || v6.is_multicast() {
+        Class::Never
+    } else if v6.is_loopback() {
+        Class::Loopback
+    } else if (seg0 & 0xfe00) == 0xfc00 || (seg0 & 0xffc0) == 0xfe80 {
+        Class::Private
+    } else {
+        Class::Public
+    }
+}
+
+/// How an IPv4 address is carried in an IPv6 one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Embedding {
+    /// Mapped or compatible: the socket reaches the IPv4 address itself.
+    Direct,
+    /// NAT64 or 6to4: a translator or relay reaches it on our behalf.
+    Translated,
+}
+
+/// The IPv4 address inside `v6`, if it carries one.
+fn embedded_v4(v6: &Ipv6Addr) -> Option<(Ipv4Addr, Embedding)> {
+    let s = v6.segments();
+    let o = v6.octets();
+    let last32 = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some((v4, Embedding::Direct));
+    }
+    // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+    if s[..6] == [0; 6] && !v6.is_unspecified() && !v6.is_loopback() {
+        return Some((last32, Embedding::Direct));
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some((last32, Embedding::Translated));
+    }
+    if s[0] == 0x2002 {
+        return Some((Ipv4Addr::new(o[2], o[3], o[4], o[5]), Embedding::Translated));
+    }
+    None
 }

@@ -180,15 +180,71 @@ fn remote_address_policy() {
         "fd00::1",
         "fe80::1",
         "0.0.0.0",
+        "0.1.2.3",
+        "255.255.255.255",
+        "224.0.0.1",
+        "::",
+        "ff02::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
         "::ffff:169.254.169.254",
+        "::ffff:0.0.0.0",
+        // IPv4-compatible (deprecated) forms.
+        "::127.0.0.1",
+        "::10.0.0.1",
+        // NAT64 and 6to4 carrying internal IPv4 addresses.
+        "64:ff9b::127.0.0.1",
+        "64:ff9b::10.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::0.0.0.0",
+        "2002:7f00:1::",
+        "2002:c0a8:101::1",
+        "2002:a9fe:a9fe::",
+        "2002:6440:1::",
     ] {
         assert!(
             !super::remote_address_allowed(ip(bad), &deny),
             "{bad} must be refused"
         );
     }
+    // Public addresses stay reachable through the translation prefixes
+    // (IPv6-only networks use NAT64) and as ordinary IPv6.
+    for good in [
+        "64:ff9b::93.184.216.34",
+        "2002:5db8:d822::1",
+        "2606:2800:220:1:248:1893:25c8:1946",
+        "::ffff:93.184.216.34",
+    ] {
+        assert!(
+            super::remote_address_allowed(ip(good), &deny),
+            "{good} must be allowed"
+        );
+    }
     assert!(super::remote_address_allowed(ip("127.0.0.1"), &lo));
+    assert!(super::remote_address_allowed(ip("::ffff:127.0.0.1"), &lo));
+    assert!(super::remote_address_allowed(ip("::1"), &lo));
     assert!(!super::remote_address_allowed(ip("10.0.0.1"), &lo));
+    // The allow flags never open the always-refused ranges, nor internal
+    // addresses reached through a translator or relay.
+    let all = RemotePolicy {
+        allow_loopback: true,
+        allow_private: true,
+    };
+    assert!(super::remote_address_allowed(ip("10.0.0.1"), &all));
+    assert!(super::remote_address_allowed(ip("fd00::1"), &all));
+    for never in [
+        "0.0.0.0",
+        "0.1.2.3",
+        "255.255.255.255",
+        "::",
+        "64:ff9b::127.0.0.1",
+        "64:ff9b::10.0.0.1",
+        "2002:7f00:1::",
+        "2002:a00:1::",
+    ] {
+        assert!(
+            !super::remote_address_allowed(ip(never), &all),
+            "{never} must be refused even when everything is allowed"
+        );
+    }
 }

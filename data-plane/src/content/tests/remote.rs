@@ -240,6 +240,53 @@ async fn stale_is_served_while_the_origin_fails_then_the_fallback() {
 }
 
 #[tokio::test]
+async fn a_fallback_chain_walks_every_failing_remote_to_the_inline_end() {
+    // remote (down) -> remote (down) -> inline.
+    let first = Origin::start(Answer::Status(503), Duration::ZERO).await;
+    let second = Origin::start(Answer::Status(500), Duration::ZERO).await;
+    let mut a = source("a", remote(&first.url("/a")));
+    a.fallback = Some("b".to_owned());
+    let mut b = source("b", remote(&second.url("/b")));
+    b.fallback = Some("sorry".to_owned());
+    let (events, mut rx) = EventSink::channel();
+    let set = set_of(
+        vec![a, b, ContentSource::inline("sorry", "end of the chain")],
+        &loopback(),
+        &events,
+    );
+    assert_eq!(
+        serve(&set, "a").await,
+        (StatusCode::OK, Bytes::from("end of the chain"))
+    );
+    // Both origins were tried, once each, and each failure was counted
+    // and reported against its own source.
+    assert_eq!(first.hits.load(SeqCst), 1);
+    assert_eq!(second.hits.load(SeqCst), 1);
+    let errors: Vec<(String, u64)> = set
+        .stats()
+        .iter()
+        .filter(|s| s.source != "sorry")
+        .map(|s| (s.source.clone(), s.fetch_errors))
+        .collect();
+    assert_eq!(errors, vec![("a".to_owned(), 1), ("b".to_owned(), 1)]);
+    let mut failed = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        if let Some(switchyard_shared::proto::node_event::Kind::ContentFetchFailed(f)) = e.kind {
+            failed.push((f.source, f.error));
+        }
+    }
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(
+        failed[0].0 == "a" && failed[0].1.contains("503"),
+        "{failed:?}"
+    );
+    assert!(
+        failed[1].0 == "b" && failed[1].1.contains("500"),
+        "{failed:?}"
+    );
+}
+
+#[tokio::test]
 async fn loopback_is_refused_unless_allowed() {
     let origin = Origin::start(Answer::Body("x"), Duration::ZERO).await;
     let set = set_of(
@@ -285,10 +332,23 @@ fn url_checks_cover_schemes_and_literals() {
         "http://0.0.0.0/",
         "http://[::ffff:127.0.0.1]/",
         "http://[::ffff:a00:1]/",
+        "http://0.1.2.3/",
+        "http://255.255.255.255/",
+        "http://[::127.0.0.1]/",
+        "http://[64:ff9b::7f00:1]/",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "http://[2002:a9fe:a9fe::]/latest/meta-data",
+        "http://[2002:c0a8:101::1]/",
     ] {
-        assert!(check(refused).is_err(), "{refused}");
+        assert!(
+            check(refused).is_err_and(|e| e.contains("refused by the remote content policy")),
+            "{refused}"
+        );
     }
     assert!(check("https://93.184.216.34/").is_ok());
+    // A public IPv4 address through NAT64 or 6to4 is fine.
+    assert!(check("https://[64:ff9b::5db8:d822]/").is_ok());
+    assert!(check("https://[2002:5db8:d822::1]/").is_ok());
     assert!(check("https://example.com/").is_ok());
 }
 
