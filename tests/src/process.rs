@@ -265,35 +265,43 @@ impl ControlPlane {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> ControlPlane {
-        let data_dir = dir.join("cp-data");
-        let mut args = Self::args(config_path, &data_dir, api, grpc);
-        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
-        let proc = Proc::start_with_env(
-            &bin_path("e2e-control-plane"),
-            &args,
-            env,
-            &["api", "grpc"],
+        let listen = [api, grpc];
+        Self::launch(
             dir,
+            config_path,
+            listen,
+            extra_args,
+            env,
             "control-plane",
-        );
-        ControlPlane {
-            proc,
-            config_path: config_path.to_owned(),
-            data_dir,
-        }
+            "cp-data",
+        )
     }
 
     /// Starts on port 0 with extra flags and environment variables; `name`
     /// names its data dir and stderr log in `dir`, so several can share it.
-    pub fn start_with(
+    pub fn start_named(
         dir: &Path,
         config_path: &Path,
         extra_args: &[&str],
         env: &[(&str, &str)],
         name: &str,
     ) -> ControlPlane {
-        let data_dir = dir.join(format!("{name}-data"));
-        let mut args = Self::args(config_path, &data_dir, "127.0.0.1:0", "127.0.0.1:0");
+        let listen = ["127.0.0.1:0", "127.0.0.1:0"];
+        let data_dir = format!("{name}-data");
+        Self::launch(dir, config_path, listen, extra_args, env, name, &data_dir)
+    }
+
+    fn launch(
+        dir: &Path,
+        config_path: &Path,
+        [api, grpc]: [&str; 2],
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        name: &str,
+        data_dir_name: &str,
+    ) -> ControlPlane {
+        let data_dir = dir.join(data_dir_name);
+        let mut args = Self::args(config_path, &data_dir, api, grpc);
         args.extend(extra_args.iter().map(|a| (*a).to_owned()));
         let proc = Proc::start_with_env(
             &bin_path("e2e-control-plane"),

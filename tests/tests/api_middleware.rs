@@ -98,7 +98,7 @@ async fn middleware_errors_are_problem_documents_and_cors_follows_the_allowlist(
     let config = setup(dir.path());
     // The rate limit gets a process of its own (below): here it would
     // answer 429 to the checks that follow.
-    let cp = ControlPlane::start_with(
+    let cp = ControlPlane::start_named(
         dir.path(),
         &config,
         &[
@@ -211,7 +211,7 @@ async fn middleware_errors_are_problem_documents_and_cors_follows_the_allowlist(
 async fn a_burst_over_the_rate_limit_gets_429_with_retry_after() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = setup(dir.path());
-    let cp = ControlPlane::start_with(
+    let cp = ControlPlane::start_named(
         dir.path(),
         &config,
         &[
@@ -284,7 +284,7 @@ async fn openapi_document_holds_under_schemathesis_with_a_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = setup(dir.path());
     let secret = "st-admin-secret-93f1";
-    let cp = ControlPlane::start_with(
+    let cp = ControlPlane::start_named(
         dir.path(),
         &config,
         &["--api-token", &format!("schemathesis:admin:{secret}")],
@@ -394,7 +394,7 @@ async fn without_tokens_the_api_stays_on_loopback_and_says_so() {
     assert!(!data_dir.exists(), "the data dir was created");
 
     // A normal start on loopback says it is open and loopback-only.
-    let cp = ControlPlane::start_with(dir.path(), &config, &[], &[], "cp-loopback");
+    let cp = ControlPlane::start_named(dir.path(), &config, &[], &[], "cp-loopback");
     let notice =
         "no API tokens configured: the REST API is unauthenticated and listens on loopback only";
     eventually(
@@ -414,7 +414,7 @@ async fn tokens_from_the_environment_separate_read_from_admin() {
     let config = setup(dir.path());
     let (read, admin) = ("env-read-5e1c0a77", "env-admin-8d2b91f4");
     let tokens = format!("viewer:read:{read},ops:admin:{admin}");
-    let cp = ControlPlane::start_with(
+    let cp = ControlPlane::start_named(
         dir.path(),
         &config,
         &[],
@@ -460,7 +460,7 @@ async fn tokens_from_the_environment_separate_read_from_admin() {
 async fn named_item_failures_and_health_components() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = setup(dir.path());
-    let cp = ControlPlane::start_with(dir.path(), &config, &[], &[], "cp-failures");
+    let cp = ControlPlane::start_named(dir.path(), &config, &[], &[], "cp-failures");
     let api = |p: &str| cp.api(p);
     let ghost = json!({ "name": "ghost", "action": { "replace": { "source": "marker" } } });
     let sample = json!({ "method": "GET", "host": "x", "path": "/v", "headers": {} });
