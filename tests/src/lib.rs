@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod process;
+pub mod python;
 pub mod stack;
 
 pub use backend::{Backend, BackendMode};

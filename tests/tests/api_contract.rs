@@ -8,6 +8,7 @@ use std::process::Command;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use switchyard_tests::process::{bin_path, Proc};
+use switchyard_tests::python::{python, schemathesis};
 use switchyard_tests::{client, ControlPlane};
 
 const CONFIG: &str = r#"
@@ -33,25 +34,6 @@ fn setup(dir: &Path) -> PathBuf {
     let path = dir.join("switchyard.yaml");
     std::fs::write(&path, CONFIG).expect("config");
     path
-}
-
-/// The Python the suite drives (tests/run.sh makes a venv with the tools in
-/// tests/requirements.txt). A missing tool fails the test: a skipped
-/// contract check would look like a passing one.
-fn python() -> String {
-    let py = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| {
-        panic!("SWITCHYARD_PYTHON is not set: run tests/run.sh, or create target/py-venv from tests/requirements.txt and export SWITCHYARD_PYTHON")
-    });
-    let ok = Command::new(&py)
-        .args(["-c", "import schemathesis, grpc_tools"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "{py} lacks schemathesis/grpcio-tools (tests/requirements.txt)"
-    );
-    py
 }
 
 async fn send(
@@ -91,48 +73,16 @@ fn etag(h: &reqwest::header::HeaderMap) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_holds_under_schemathesis() {
-    let py = python();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = setup(dir.path());
     let cp = ControlPlane::start(dir.path(), &config);
     let base = cp.api("");
-    // Checks: no 5xx; every status, content type and body is the one the
-    // document declares for that operation. Random bodies and If-Match
-    // values legitimately answer 412 (stale version), 409 (duplicate name)
-    // and 422 (schema-valid but semantically invalid config, e.g. a rule
-    // naming a backend that does not exist): each is documented per
-    // operation, so status conformance accepts exactly those.
-    // Run in the temp dir: schemathesis writes a `.schemathesis` cache in
-    // its working directory, which must not land in the checkout.
-    let out = Command::new(&py)
-        .current_dir(dir.path())
-        .args([
-            "-c",
-            "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
-            "run",
-            &format!("{base}/api/openapi.json"),
-            "--url",
-            &base,
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-            "--phases",
-            "examples,fuzzing",
-            "--max-examples",
-            "10",
-            "--seed",
-            "1",
-            "--no-color",
-        ])
-        .output()
-        .expect("run schemathesis");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "schemathesis failed:\n{stdout}\n{}\ncontrol plane log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        cp.proc.stderr()
-    );
-    assert!(stdout.contains("passed"), "{stdout}");
+    // Random bodies and If-Match values legitimately answer 412 (stale
+    // version), 409 (duplicate name) and 422 (schema-valid but semantically
+    // invalid config, e.g. a rule naming a backend that does not exist):
+    // each is documented per operation, so status conformance accepts
+    // exactly those.
+    schemathesis(dir.path(), &base, &[], 10, 1, || cp.proc.stderr());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,7 +474,7 @@ async fn bearer_tokens_separate_read_from_admin_and_are_never_echoed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_admin_service_works_from_python_grpcio() {
-    let py = python();
+    let py = python("grpc, grpc_tools");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = setup(dir.path());
     // With tokens, so the script also checks scopes and the public health RPC.

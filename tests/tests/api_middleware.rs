@@ -12,6 +12,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use switchyard_tests::process::bin_path;
+use switchyard_tests::python::schemathesis;
 use switchyard_tests::{client, eventually, ControlPlane};
 
 const CONFIG: &str = r#"
@@ -263,24 +264,8 @@ async fn a_burst_over_the_rate_limit_gets_429_with_retry_after() {
     }
 }
 
-/// The Python with schemathesis (tests/run.sh makes the venv). Missing
-/// tools fail the test: a skipped contract check would look like a pass.
-fn schemathesis_python() -> String {
-    let py = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| {
-        panic!("SWITCHYARD_PYTHON is not set: run tests/run.sh, or create target/py-venv from tests/requirements.txt and export SWITCHYARD_PYTHON")
-    });
-    let ok = Command::new(&py)
-        .args(["-c", "import schemathesis"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{py} lacks schemathesis (tests/requirements.txt)");
-    py
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_holds_under_schemathesis_with_a_token() {
-    let py = schemathesis_python();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = setup(dir.path());
     let secret = "st-admin-secret-93f1";
@@ -297,37 +282,8 @@ async fn openapi_document_holds_under_schemathesis_with_a_token() {
     assert_eq!(a.status, 401);
     // Same checks as the tokenless run in api_contract.rs, every request
     // carrying the admin token; few examples to stay well under a minute.
-    let out = Command::new(&py)
-        .current_dir(dir.path())
-        .args([
-            "-c",
-            "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
-            "run",
-            &format!("{base}/api/openapi.json"),
-            "--url",
-            &base,
-            "--header",
-            &format!("Authorization: Bearer {secret}"),
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-            "--phases",
-            "examples,fuzzing",
-            "--max-examples",
-            "4",
-            "--seed",
-            "2",
-            "--no-color",
-        ])
-        .output()
-        .expect("run schemathesis");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "schemathesis failed:\n{stdout}\n{}\ncontrol plane log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        cp.proc.stderr()
-    );
-    assert!(stdout.contains("passed"), "{stdout}");
+    let auth = format!("Authorization: Bearer {secret}");
+    schemathesis(dir.path(), &base, &[auth], 4, 2, || cp.proc.stderr());
     // Requests were authenticated (the fetch of the public document aside,
     // some answered 200) and the secret stayed out of the log.
     let log = without_colours(&cp.proc.stderr());
