@@ -56,6 +56,11 @@ pub struct Options {
         hide_env_values = true
     )]
     pub api_tokens: Vec<Token>,
+    /// A file of API tokens, one `id:scope:secret` per line (`#` comments
+    /// and blank lines allowed), added to `--api-token`; keeps the secrets
+    /// out of the process list and the environment.
+    #[arg(long, env = "SWITCHYARD_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
     /// Requests per second per client IP on the REST API (0: no limit).
     #[arg(long, default_value_t = 0.0)]
     pub rate_limit_rps: f64,
@@ -107,6 +112,7 @@ impl Default for Options {
             command_timeout: Duration::from_secs(5),
             no_watch: false,
             api_tokens: Vec::new(),
+            api_tokens_file: None,
             rate_limit_rps: 0.0,
             rate_limit_burst: None,
             cors_origins: Vec::new(),

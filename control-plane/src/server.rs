@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::api::auth::{parse_token_lines, Token};
 use crate::content::ContentRoot;
 use crate::error::{ErrorCode, Problem, ServiceError};
 use crate::grpc::{reflection_server, AdminGrpc, ControlPlaneGrpc};
@@ -41,7 +42,19 @@ pub enum StartError {
         path: PathBuf,
         problems: Vec<Problem>,
     },
-    #[error("refusing to serve the REST API on {addr} without API tokens; set SWITCHYARD_API_TOKENS (or --api-token) or listen on loopback")]
+    #[error("cannot read the API tokens file {path}: {source}")]
+    ReadTokens {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {message}", path.display())]
+    BadToken {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("refusing to serve the REST API on {addr} without API tokens; set SWITCHYARD_API_TOKENS (or --api-token, or --api-tokens-file) or listen on loopback")]
     OpenApiOnNetwork { addr: std::net::SocketAddr },
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -77,6 +90,8 @@ impl StartError {
             Self::ReadConfig { .. }
                 | Self::Parse { .. }
                 | Self::Invalid { .. }
+                | Self::ReadTokens { .. }
+                | Self::BadToken { .. }
                 | Self::OpenApiOnNetwork { .. }
         )
     }
@@ -120,6 +135,10 @@ impl ControlPlane {
     /// Reads, parses and validates the config file (every problem, content
     /// root checks included). Writes nothing, not even the data directory.
     pub async fn validate(options: &Options) -> Result<Validated, StartError> {
+        let mut options = options.clone();
+        if let Some(path) = options.api_tokens_file.clone() {
+            options.api_tokens.extend(read_tokens_file(&path).await?);
+        }
         if options.api_tokens.is_empty() {
             if !options.api_listen.ip().is_loopback() {
                 return Err(StartError::OpenApiOnNetwork {
@@ -148,10 +167,7 @@ impl ControlPlane {
                 path: path.clone(),
                 problems: e.problems,
             })?;
-        Ok(Validated {
-            options: options.clone(),
-            checked,
-        })
+        Ok(Validated { options, checked })
     }
 
     /// [`Self::validate`], then [`Validated::load`].
@@ -206,6 +222,32 @@ impl Validated {
             metrics_interval: options.metrics_interval,
             alerts: options.alert_settings(),
         })
+    }
+}
+
+async fn read_tokens_file(path: &std::path::Path) -> Result<Vec<Token>, StartError> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| StartError::ReadTokens {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    warn_if_others_can_read(path).await;
+    parse_token_lines(&text).map_err(|(line, message)| StartError::BadToken {
+        path: path.to_path_buf(),
+        line,
+        message,
+    })
+}
+
+/// Secrets readable by every user of the machine deserve a warning (not a
+/// refusal: containers often mount secrets with generous modes).
+async fn warn_if_others_can_read(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = tokio::fs::metadata(path).await {
+        if meta.permissions().mode() & 0o004 != 0 {
+            tracing::warn!(path = %path.display(), "the API tokens file is readable by every user; chmod 600 it");
+        }
     }
 }
 
@@ -372,5 +414,70 @@ mod tests {
         // The very first byte: serde_yaml's own message has no location.
         let text = err("- a\n").to_string();
         assert!(text.starts_with("conf/s.yaml:1:1: "), "{text}");
+    }
+
+    fn example_options(tokens_file: PathBuf) -> Options {
+        Options {
+            config: PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../deploy/switchyard.yaml"
+            )),
+            api_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            api_tokens_file: Some(tokens_file),
+            ..Options::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tokens_file_adds_tokens_and_a_bad_line_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = dir.path().join("tokens");
+        std::fs::write(
+            &good,
+            "# ops team\nops:admin:0123456789abcdef\n\n  viewer:read:fedcba9876543210  \n",
+        )
+        .expect("write");
+        // Tokens make a non-loopback API listener acceptable.
+        let validated = match ControlPlane::validate(&example_options(good)).await {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        };
+        let ids: Vec<_> = validated
+            .options
+            .api_tokens
+            .iter()
+            .map(|t| t.id.clone())
+            .collect();
+        assert_eq!(ids, ["ops", "viewer"]);
+
+        let bad = dir.path().join("bad-tokens");
+        std::fs::write(
+            &bad,
+            "ops:admin:0123456789abcdef\nviewer:write:fedcba9876543210\n",
+        )
+        .expect("write");
+        let Err(e) = ControlPlane::validate(&example_options(bad.clone())).await else {
+            panic!("a bad scope was accepted");
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("{}:2: ", bad.display())),
+            "{text}"
+        );
+        assert!(text.contains("unknown scope `write`"), "{text}");
+        assert!(
+            !text.contains("fedcba9876543210"),
+            "the secret leaked: {text}"
+        );
+        assert!(e.is_config_error());
+
+        let missing = dir.path().join("absent");
+        let Err(e) = ControlPlane::validate(&example_options(missing)).await else {
+            panic!("a missing tokens file was accepted");
+        };
+        assert!(
+            e.to_string().contains("cannot read the API tokens file"),
+            "{e}"
+        );
     }
 }

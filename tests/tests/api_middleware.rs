@@ -497,3 +497,66 @@ async fn named_item_failures_and_health_components() {
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["version"], 2, "{health}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_file_authenticates_and_a_bad_line_stops_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = setup(dir.path());
+    let (read, admin) = ("file-read-71c2d9e0", "file-admin-4a8f03b6");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("# who may call the API\nviewer:read:{read}\n\nops:admin:{admin}\n"),
+    )
+    .expect("write tokens");
+    let tokens_arg = tokens.display().to_string();
+    let cp = ControlPlane::start_named(
+        dir.path(),
+        &config,
+        &["--api-tokens-file", &tokens_arg],
+        &[],
+        "cp-tokens-file",
+    );
+    let config_url = cp.api("/api/config");
+    let rule = json!({ "name": "f", "match": { "path_prefix": "/f" }, "action": { "replace": { "source": "marker" } } });
+    assert_eq!(
+        json_call(Method::GET, &config_url, None, None).await.status,
+        401
+    );
+    assert_eq!(
+        json_call(Method::GET, &config_url, None, Some(read))
+            .await
+            .status,
+        200
+    );
+    let rules = cp.api("/api/rules");
+    let a = json_call(Method::POST, &rules, Some(&rule), Some(read)).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = json_call(Method::POST, &rules, Some(&rule), Some(admin)).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let log = cp.proc.stderr();
+    assert!(
+        !log.contains(read) && !log.contains(admin),
+        "a secret reached the log"
+    );
+
+    // A bad line stops the start with the file and line named, and
+    // nothing is opened.
+    std::fs::write(&tokens, format!("viewer:read:{read}\nops:root:{admin}\n")).expect("write");
+    let data_dir = dir.path().join("bad-tokens-data");
+    let mut args = ControlPlane::args(&config, &data_dir, "127.0.0.1:0", "127.0.0.1:0");
+    args.extend(["--api-tokens-file".to_owned(), tokens_arg.clone()]);
+    let out = Command::new(bin_path("e2e-control-plane"))
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the control plane");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{tokens_arg}:2: unknown scope `root`")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(admin), "the secret reached stderr");
+    assert!(!data_dir.exists(), "the data dir was created");
+}

@@ -1,6 +1,7 @@
 //! Bearer-token authentication with `read` and `admin` scopes. Reads need
-//! `read` (or `admin`), writes need `admin`. Tokens come from flags or the
-//! environment and are never logged or returned; the token *id* is what the
+//! `read` (or `admin`), writes need `admin`. Tokens come from flags, the
+//! environment or a tokens file (which keeps secrets out of the process
+//! list) and are never logged or returned; the token *id* is what the
 //! audit log records as the actor.
 
 use std::str::FromStr;
@@ -37,6 +38,18 @@ impl std::fmt::Debug for Token {
             .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
+}
+
+/// Tokens from the text of a tokens file: one `id:scope:secret` per line;
+/// blank lines and lines starting with `#` are skipped. A bad line fails
+/// with its 1-based number and what is wrong with it (never the secret).
+pub fn parse_token_lines(text: &str) -> Result<Vec<Token>, (usize, String)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(number, line)| line.parse().map_err(|e| (number, e)))
+        .collect()
 }
 
 impl FromStr for Token {
