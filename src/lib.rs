@@ -81,12 +81,6 @@ pub fn cli_main() -> ExitCode {
 /// Names the demo backends answer with, in `--demo-backends` order.
 const DEMO_NAMES: [&str; 4] = ["one", "two", "three", "four"];
 
-async fn bind(role: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot bind the {role} listener on {addr}"))
-}
-
 async fn run(cli: Cli) -> ExitCode {
     let cp_options = cp::Options {
         config: cli.config.clone(),
@@ -98,7 +92,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let validated = match cp::ControlPlane::validate(&cp_options).await {
         Ok(v) => v,
-        Err(e) => return start_failed(&e),
+        Err(e) => return cp::cli::start_failed(&e),
     };
     // Every listener is bound before sled is opened: a port in use stops
     // the process with nothing written.
@@ -111,7 +105,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let prepared = match validated.load().await {
         Ok(p) => p,
-        Err(e) => return start_failed(&e),
+        Err(e) => return cp::cli::start_failed(&e),
     };
     match start(cli, listeners, prepared).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,15 +113,6 @@ async fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn start_failed(e: &cp::StartError) -> ExitCode {
-    eprintln!("error: {e}");
-    if e.is_config_error() {
-        ExitCode::from(cp::cli::EXIT_BAD_CONFIG)
-    } else {
-        ExitCode::FAILURE
     }
 }
 
@@ -141,10 +126,10 @@ struct Listeners {
 impl Listeners {
     async fn bind(cli: &Cli) -> anyhow::Result<Self> {
         Ok(Self {
-            api: bind("api", cli.api_listen).await?,
-            grpc: bind("grpc", cli.grpc_listen).await?,
-            proxy: bind("proxy", cli.listen).await?,
-            admin: bind("admin", cli.admin_listen).await?,
+            api: cp::cli::bind("api", cli.api_listen).await?,
+            grpc: cp::cli::bind("grpc", cli.grpc_listen).await?,
+            proxy: cp::cli::bind("proxy", cli.listen).await?,
+            admin: cp::cli::bind("admin", cli.admin_listen).await?,
         })
     }
 }

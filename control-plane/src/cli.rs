@@ -87,14 +87,27 @@ pub fn cli_main() -> ExitCode {
     runtime.block_on(run(cli.options))
 }
 
-async fn bind(role: &str, addr: std::net::SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot bind the {role} listener on {addr}: {e}"))
+/// A listener that could not be bound, named by its role and address.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind the {role} listener on {addr}: {error}")]
+pub struct BindError {
+    role: &'static str,
+    addr: std::net::SocketAddr,
+    error: std::io::Error,
 }
 
-/// The exit code for a start-up error.
-fn start_failed(e: &crate::server::StartError) -> ExitCode {
+/// Binds the `role` listener (also used by the standalone binary).
+pub async fn bind(
+    role: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| BindError { role, addr, error })
+}
+
+/// Prints a start-up error and gives its exit code: 64 for a bad config.
+pub fn start_failed(e: &crate::server::StartError) -> ExitCode {
     eprintln!("error: {e}");
     if e.is_config_error() {
         ExitCode::from(EXIT_BAD_CONFIG)

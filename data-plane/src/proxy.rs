@@ -104,9 +104,6 @@ impl Proxy {
             .map_or("", |r| r.name.as_str());
         let bytes_in = telemetry::request_bytes(&req);
         let span = telemetry::RequestSpan::start(&mut req, rule_name, &client.ip);
-        if rule.rewrite.is_some() && matches!(rule.action, RuleAction::Forward { .. }) {
-            prepare_for_rewrite(req.headers_mut());
-        }
         let response = match &rule.action {
             RuleAction::Replace(r) => r.respond(req.method(), req.headers()).await,
             RuleAction::Forward {
@@ -114,6 +111,9 @@ impl Proxy {
                 strip_prefix,
                 add_prefix,
             } => {
+                if rule.rewrite.is_some() {
+                    prepare_for_rewrite(req.headers_mut());
+                }
                 let route = Route {
                     backend,
                     strip_prefix: strip_prefix.as_deref(),

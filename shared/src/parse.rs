@@ -1,6 +1,7 @@
 //! Parsing configs from YAML and JSON, printing them back, and the content
 //! hash that identifies a config independently of its version.
 
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -60,13 +61,81 @@ pub fn parse_yaml(text: &str) -> Result<Config, ParseError> {
     })
 }
 
-/// Parses JSON; errors name the line and column (1-based).
-pub fn parse_json(bytes: &[u8]) -> Result<Config, ParseError> {
-    serde_json::from_slice(bytes).map_err(|e| ParseError {
-        message: e.to_string(),
-        line: Some(e.line()),
-        column: Some(e.column()),
-    })
+/// Why a JSON document did not parse into the expected type. Lines and
+/// columns are 1-based; messages leave the location out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonError {
+    /// Not well-formed JSON (trailing bytes after the document included).
+    Syntax {
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    /// Well-formed JSON of the wrong shape (a missing field, a wrong type,
+    /// an unknown field); `path` names the place (`rules[0].action`).
+    Shape {
+        path: String,
+        message: String,
+        line: usize,
+        column: usize,
+    },
+}
+
+/// serde_json's message without its " at line L column C" tail.
+fn bare_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let tail = format!(" at line {} column {}", e.line(), e.column());
+    match full.strip_suffix(&tail) {
+        Some(bare) => bare.to_owned(),
+        None => full,
+    }
+}
+
+/// The path of a shape error. serde reports a missing field at the object
+/// that lacks it; naming the field itself is what a client needs to fix
+/// the document. (Unknown fields are already reported at the field.)
+fn shape_path(path: &serde_path_to_error::Path, message: &str) -> String {
+    let at = path.to_string();
+    let at = if at == "." { String::new() } else { at };
+    let field = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match field {
+        Some(f) if at.is_empty() => f.to_owned(),
+        Some(f) => format!("{at}.{f}"),
+        None => at,
+    }
+}
+
+/// Parses a JSON document into `T`, telling a syntax error from a shape
+/// error and saying where each one is.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    let syntax = |e: serde_json::Error| JsonError::Syntax {
+        message: bare_message(&e),
+        line: e.line(),
+        column: e.column(),
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(value) => {
+            de.end().map_err(syntax)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let path = e.path().clone();
+            let inner = e.into_inner();
+            if !inner.is_data() {
+                return Err(syntax(inner));
+            }
+            let message = bare_message(&inner);
+            Err(JsonError::Shape {
+                path: shape_path(&path, &message),
+                message,
+                line: inner.line(),
+                column: inner.column(),
+            })
+        }
+    }
 }
 
 /// The config as humane YAML.
@@ -87,6 +156,25 @@ pub fn config_hash(config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_errors_tell_syntax_from_shape_and_say_where() {
+        let err = parse_json::<Config>(b"{\n  \"rules\": [\n").err();
+        assert!(
+            matches!(err, Some(JsonError::Syntax { line: 3, .. })),
+            "{err:?}"
+        );
+        let err = parse_json::<Config>(b"{} x").err();
+        assert!(matches!(err, Some(JsonError::Syntax { .. })), "{err:?}");
+        let body = br#"{"rules": [{"name": "a", "match": {}}]}"#;
+        match parse_json::<Config>(body) {
+            Err(JsonError::Shape { path, message, .. }) => {
+                assert_eq!(path, "rules[0].action");
+                assert!(message.starts_with("missing field `action`"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn humane_yaml_parses() {

@@ -11,7 +11,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchyard_shared::config::Config;
-use switchyard_shared::parse::parse_yaml;
+use switchyard_shared::parse::{parse_json, parse_yaml, JsonError};
 
 use super::config::etag;
 use super::ApiError;
@@ -57,74 +57,34 @@ fn is_json(essence: &str) -> bool {
     essence == "application/json" || essence.ends_with("+json")
 }
 
-/// serde_json's message without its " at line L column C" tail (the
-/// location is reported separately).
-fn bare_message(e: &serde_json::Error) -> String {
-    let full = e.to_string();
-    let tail = format!(" at line {} column {}", e.line(), e.column());
-    match full.strip_suffix(&tail) {
-        Some(bare) => bare.to_owned(),
-        None => full,
-    }
-}
-
-/// The path of a shape error. serde reports a missing field at the object
-/// that lacks it; naming the field itself is what a client needs to fix
-/// the body. (Unknown fields are already reported at the field.)
-fn shape_path(path: &serde_path_to_error::Path, message: &str) -> String {
-    let at = path.to_string();
-    let at = if at == "." { String::new() } else { at };
-    let field = message
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next());
-    match field {
-        Some(f) if at.is_empty() => f.to_owned(),
-        Some(f) => format!("{at}.{f}"),
-        None => at,
-    }
-}
-
 /// Parses a JSON body. Malformed JSON is a 400 whose detail names line and
 /// column; well-formed JSON of the wrong shape (a missing field, a wrong
 /// type) is a 422 whose `problems` say where.
 pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
-    let syntax = |e: serde_json::Error| {
-        ServiceError::bad_request(format!(
-            "malformed JSON body: {} (line {}, column {})",
-            bare_message(&e),
-            e.line(),
-            e.column()
-        ))
-    };
-    let mut de = serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(&mut de) {
-        Ok(value) => {
-            // Trailing bytes after the document are a syntax error too.
-            de.end().map_err(syntax)?;
-            Ok(value)
-        }
-        Err(e) => {
-            let path = e.path().clone();
-            let inner = e.into_inner();
-            if !inner.is_data() {
-                return Err(syntax(inner));
-            }
-            let message = bare_message(&inner);
-            let problem = Problem {
-                path: shape_path(&path, &message),
-                message,
-            };
-            Err(ServiceError {
+    parse_json(body).map_err(|e| match e {
+        JsonError::Syntax {
+            message,
+            line,
+            column,
+        } => ServiceError::bad_request(format!(
+            "malformed JSON body: {message} (line {line}, column {column})"
+        )),
+        JsonError::Shape {
+            path,
+            message,
+            line,
+            column,
+        } => {
+            let problem = Problem { path, message };
+            ServiceError {
                 code: ErrorCode::ValidationFailed,
                 message: format!(
-                    "the JSON body does not have the expected shape: {problem} (line {}, column {})",
-                    inner.line(),
-                    inner.column()
+                    "the JSON body does not have the expected shape: {problem} (line {line}, column {column})"
                 ),
                 problems: vec![problem],
-            })
+            }
         }
-    }
+    })
 }
 
 /// A JSON request body, parsed by [`json_body`]: like `axum::Json`, but its

@@ -366,7 +366,7 @@ proptest! {
     #[test]
     fn json_and_yaml_round_trip(cfg in config()) {
         let json = serde_json::to_vec(&cfg).expect("json");
-        prop_assert_eq!(&crate::parse::parse_json(&json).expect("parse json"), &cfg);
+        prop_assert_eq!(&crate::parse::parse_json::<Config>(&json).expect("parse json"), &cfg);
         let yaml = crate::parse::to_yaml(&cfg);
         prop_assert_eq!(&crate::parse::parse_yaml(&yaml).expect("parse yaml"), &cfg);
     }
