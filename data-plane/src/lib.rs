@@ -23,6 +23,7 @@ mod cli;
 mod content;
 pub mod error;
 mod events;
+mod lazy;
 mod listener;
 pub mod metrics;
 pub mod node;

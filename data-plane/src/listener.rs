@@ -9,9 +9,9 @@
 //! - A connection that sends no byte (or only part of the HTTP/2 preface)
 //!   within the header timer is closed quietly: hyper-util's protocol
 //!   detection has no timer of its own.
-//! - HTTP/1: hyper arms the header timer for every request head, including
-//!   while an idle keep-alive connection waits for the next one, and ends
-//!   the connection when it fires. hyper answers nothing then, so the
+//! - HTTP/1: one timer per connection (see `exchange`) limits the wait for
+//!   every request head, including while an idle keep-alive connection
+//!   waits for the next one, and ends the connection when it fires. The
 //!   socket is handed to hyper through a `WatchedStream` that notices
 //!   whether bytes of a new request arrived after the last response: if so
 //!   (slowloris, or a client that stalled mid-head) the accept task writes
@@ -26,30 +26,33 @@
 //! - HTTP/2 connections are pinged every `client_idle_timeout` and closed
 //!   when a ping is not answered within `header_read_timeout`.
 
+mod exchange;
 mod watched;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use switchyard_shared::config::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::task::TaskTracker;
 
+use crate::lazy::LazyPoll;
 use crate::metrics::{ConnectionGuard, Metrics};
 use crate::proxy::error::ERROR_HEADER;
 use crate::proxy::forward::ClientInfo;
 use crate::proxy::head::HYPER_MIN_BUF;
 use crate::proxy::Proxy;
 use crate::shutdown::Shutdown;
+use exchange::{Exchange, ExchangeBody, HeadClock, Verdict};
 use watched::{Handoff, WatchedStream};
 
 /// How long a 408 answer may take to write and to see the client close.
@@ -65,7 +68,7 @@ pub async fn serve_proxy(
     mut shutdown: Shutdown,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let local = listener.local_addr().ok();
     // Rebuilt only when a snapshot changes the limits, not per connection.
     let mut builders = BuilderCache::default();
@@ -83,6 +86,7 @@ pub async fn serve_proxy(
                 let conn = Arc::new(Connection {
                     client: ClientInfo { ip },
                     handoff: Handoff::default(),
+                    clock: HeadClock::default(),
                     _open: proxy.metrics().connection_opened(),
                 });
                 let (builder, header_timer) = builders.get(proxy.limits());
@@ -92,18 +96,24 @@ pub async fn serve_proxy(
                     let conn = conn.clone();
                     service_fn(move |req| {
                         let proxy = proxy.clone();
-                        let conn = conn.clone();
-                        async move { Ok::<_, Infallible>(proxy.handle(req, &conn.client).await) }
+                        let exchange = Exchange::begin(conn.clone());
+                        async move {
+                            let response = proxy.handle(req, &exchange.conn().client).await;
+                            Ok::<_, Infallible>(
+                                response.map(|body| ExchangeBody::new(body, exchange)),
+                            )
+                        }
                     })
                 };
                 let serving = builder
                     .serve_connection_with_upgrades(io, service)
                     .into_owned();
-                tokio::spawn(serve_connection(
-                    graceful.watch(serving),
+                connections.spawn(serve_connection(
+                    serving,
                     conn,
                     header_timer,
                     proxy.metrics().clone(),
+                    shutdown.clone(),
                 ));
             }
             Err(e) => {
@@ -114,56 +124,72 @@ pub async fn serve_proxy(
         }
     }
     drop(listener);
+    connections.close();
     tracing::debug!(
         ?local,
-        connections = graceful.count(),
+        connections = connections.len(),
         "proxy listener draining"
     );
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = connections.wait() => {}
         () = tokio::time::sleep(grace) => {
             tracing::warn!(?local, ?grace, "grace period over; closing remaining connections");
         }
     }
 }
 
-/// Drives one connection, then answers 408 if hyper ended it for a
-/// request head that did not complete in time.
-async fn serve_connection<F, E>(
-    serving: F,
+/// Drives one connection under its head timer until it ends (after a
+/// graceful stop once shutdown is signalled), then answers 408 if the
+/// timer ended it inside an HTTP/1 request head.
+async fn serve_connection<C: GracefulConnection>(
+    serving: C,
     conn: Arc<Connection>,
     header_timer: Duration,
     metrics: Arc<Metrics>,
-) where
-    F: Future<Output = Result<(), E>>,
-    E: AsRef<dyn std::error::Error + Send + Sync>,
-{
-    let result = {
+    mut shutdown: Shutdown,
+) {
+    let late = {
         let mut serving = pin!(serving);
-        tokio::select! {
-            result = &mut serving => result,
-            () = tokio::time::sleep(header_timer) => {
-                if !conn.handoff.started() {
-                    // Nothing sent in time: close quietly, like an idle
-                    // keep-alive connection.
-                    return;
+        let first = conn.clock.first_deadline(header_timer);
+        let mut timer = LazyPoll::new(tokio::time::sleep_until(first.into()));
+        let mut stop = LazyPoll::new(async move { shutdown.wait().await });
+        let (mut timing, mut stopping) = (true, false);
+        loop {
+            tokio::select! {
+                // Whatever the connection has ready goes first: a head that
+                // arrived just in time is served.
+                biased;
+                _ = serving.as_mut() => break false,
+                () = stop.ready(), if !stopping => {
+                    // Ends once the responses in flight are written.
+                    serving.as_mut().graceful_shutdown();
+                    stopping = true;
                 }
-                // From here on hyper's timers apply.
-                serving.await
+                () = timer.ready(), if timing => {
+                    if !conn.handoff.started() {
+                        // Nothing sent in time: close quietly, like an idle
+                        // keep-alive connection.
+                        return;
+                    }
+                    if conn.handoff.http2() {
+                        // HTTP/2 has its pings (see connection_builder).
+                        timing = false;
+                        continue;
+                    }
+                    match conn.clock.check(Instant::now(), header_timer) {
+                        Verdict::RearmAt(at) => timer.inner_mut().reset(at.into()),
+                        Verdict::Late => break true,
+                    }
+                }
             }
         }
-        // hyper's socket handle is dropped here, parking the socket if a
-        // request head was cut off.
+        // hyper's connection and socket handle are dropped here, parking
+        // the socket if a request head was cut off.
     };
     let Some(stream) = conn.handoff.take() else {
         return;
     };
-    let timed_out = result.as_ref().err().is_some_and(|e| {
-        e.as_ref()
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_timeout)
-    });
-    if timed_out {
+    if late {
         metrics.header_timeouts.fetch_add(1, Relaxed);
         answer_timeout(stream).await;
     }
@@ -227,8 +253,8 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let idle = limits.client_idle_timeout;
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timer(limits))
+        // The head timer is the connection's own (serve_connection).
+        .header_read_timeout(None)
         // hyper answers 431 to a head that overflows its read buffer (at
         // least 8 KiB, its minimum); the proxy checks every parsed head
         // exactly (proxy::head).
@@ -248,6 +274,7 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 struct Connection {
     client: ClientInfo,
     handoff: Handoff,
+    clock: HeadClock,
     /// Keeps the active-connection gauge up while the connection lives.
     _open: ConnectionGuard,
 }
@@ -255,5 +282,11 @@ struct Connection {
 impl AsRef<Handoff> for Connection {
     fn as_ref(&self) -> &Handoff {
         &self.handoff
+    }
+}
+
+impl AsRef<HeadClock> for Connection {
+    fn as_ref(&self) -> &HeadClock {
+        &self.clock
     }
 }

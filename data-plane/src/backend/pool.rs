@@ -244,6 +244,8 @@ impl ServerPool {
     async fn connect_h1(&self) -> Result<http1::SendRequest<UpstreamBody>, UpstreamError> {
         let io = self.connect().await?;
         let (sender, conn) = http1::Builder::new()
+            // Requests are mostly a head alone: one buffer, one write.
+            .writev(false)
             .handshake(io)
             .await
             .map_err(UpstreamError::Handshake)?;

@@ -23,6 +23,8 @@ pub struct Handoff {
     /// Set once the protocol is known, i.e. the client sent its first
     /// bytes (all of the HTTP/2 preface, or anything else).
     started: AtomicBool,
+    /// Set with `started` when the client spoke HTTP/2 (prior knowledge).
+    http2: AtomicBool,
     /// The socket, left here when hyper drops it in the middle of an
     /// HTTP/1 request head (so a 408 can still be written).
     parked: Mutex<Option<TcpStream>>,
@@ -31,6 +33,11 @@ pub struct Handoff {
 impl Handoff {
     pub fn started(&self) -> bool {
         self.started.load(Relaxed)
+    }
+
+    /// Whether the connection speaks HTTP/2 (only meaningful once started).
+    pub fn http2(&self) -> bool {
+        self.http2.load(Relaxed)
     }
 
     /// The parked socket, if hyper left one.
@@ -136,7 +143,9 @@ impl<C: AsRef<Handoff>> AsyncRead for WatchedStream<C> {
                 let new = buf.filled().get(before..).unwrap_or_default();
                 this.proto = this.proto.after(new);
                 if !matches!(this.proto, Proto::Sniffing(_)) {
-                    (*this.conn).as_ref().started.store(true, Relaxed);
+                    let handoff = (*this.conn).as_ref();
+                    handoff.http2.store(this.proto == Proto::Http2, Relaxed);
+                    handoff.started.store(true, Relaxed);
                 }
             }
         }
@@ -247,7 +256,7 @@ mod tests {
             .read(&mut buf)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(n > 0 && handoff.started());
+        assert!(n > 0 && handoff.started() && !handoff.http2());
         drop(watched);
         let mut parked = handoff.take().unwrap_or_else(|| panic!("parked"));
         parked
@@ -301,7 +310,7 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        assert!(handoff.started());
+        assert!(handoff.started() && handoff.http2());
         drop(watched);
         assert!(handoff.take().is_none());
     }
