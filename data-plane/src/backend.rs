@@ -237,6 +237,11 @@ impl BackendRuntime {
         self.servers.get(index)
     }
 
+    /// Whether picking a server looks at the request's hash key.
+    pub fn picks_by_key(&self) -> bool {
+        self.balancer.uses_key()
+    }
+
     /// Like [`pick`](Self::pick), but never one of `avoid` (servers a
     /// retry already failed on) unless nothing else is left.
     pub fn pick_avoiding(&self, key: &[u8], avoid: &[usize]) -> Option<(usize, &UpstreamServer)> {

@@ -64,6 +64,11 @@ impl Balancer {
     }
 
     /// Index of the chosen server; `None` only when `servers` is empty.
+    /// Whether `pick` looks at its key (only consistent hashing does).
+    pub fn uses_key(&self) -> bool {
+        matches!(self, Balancer::ConsistentHash { .. })
+    }
+
     /// `key` is what consistent hashing hashes (e.g. the client IP).
     pub fn pick<C: Candidate>(&self, servers: &[C], key: &[u8]) -> Option<usize> {
         let n = servers.len();

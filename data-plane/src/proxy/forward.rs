@@ -84,7 +84,12 @@ pub async fn forward(
     }
     add_forwarded(&mut parts.headers, &client.ip, host);
     route.request_headers.apply(&mut parts.headers);
-    let key = hash_key(backend.spec.hash_on.as_ref(), &parts.headers, &client.ip).to_vec();
+    // Copied out of the headers (they go with the first try), when used.
+    let key = if backend.picks_by_key() {
+        hash_key(backend.spec.hash_on.as_ref(), &parts.headers, &client.ip).to_vec()
+    } else {
+        Vec::new()
+    };
     backend.retry_budget.earn();
 
     let may_retry = policy.max_retries > 0;

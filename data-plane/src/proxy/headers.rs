@@ -1,6 +1,7 @@
 //! Header rewriting at the proxy boundary: hop-by-hop headers are removed
 //! (RFC 9110 §7.6.1) and `X-Forwarded-*` headers describe the client hop.
 
+use http::header::Entry;
 use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -60,17 +61,26 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `X-Forwarded-Proto` and `X-Forwarded-Host` are set to what this proxy
 /// saw (a client cannot spoof them through us).
 pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<&HeaderValue>) {
-    let forwarded_for = match headers.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        Some(existing) if !existing.is_empty() => {
-            let mut joined = Vec::with_capacity(existing.len() + 2 + client_ip.len());
-            joined.extend_from_slice(existing);
-            joined.extend_from_slice(b", ");
-            joined.extend_from_slice(client_ip.as_bytes());
-            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone())
+    // One lookup (custom names are hashed byte by byte) for read and write.
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Occupied(mut existing) => {
+            let joined = match existing.get().as_bytes() {
+                [] => client_ip.clone(),
+                before => {
+                    let mut joined = Vec::with_capacity(before.len() + 2 + client_ip.len());
+                    joined.extend_from_slice(before);
+                    joined.extend_from_slice(b", ");
+                    joined.extend_from_slice(client_ip.as_bytes());
+                    HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone())
+                }
+            };
+            // Replaces every earlier X-Forwarded-For line with the joined one.
+            existing.insert(joined);
         }
-        _ => client_ip.clone(),
-    };
-    headers.insert(X_FORWARDED_FOR, forwarded_for);
+        Entry::Vacant(slot) => {
+            slot.insert(client_ip.clone());
+        }
+    }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     match host {
         Some(h) => {

@@ -21,19 +21,20 @@ pub struct ClientUpgrade {
 /// Takes the upgrade out of an HTTP/1.1 request asking for one (before the
 /// hop-by-hop headers that carry it are removed).
 pub fn take(headers: &HeaderMap, extensions: &mut http::Extensions) -> Option<ClientUpgrade> {
+    // Most requests have no `Upgrade`: one lookup of a standard header.
+    let protocol = headers.get(UPGRADE)?;
     let wants = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    let protocol = headers.get(UPGRADE)?.clone();
     if !wants {
         return None;
     }
     let on_upgrade = extensions.remove::<OnUpgrade>()?;
     Some(ClientUpgrade {
-        protocol,
+        protocol: protocol.clone(),
         on_upgrade,
     })
 }
