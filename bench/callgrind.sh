@@ -6,6 +6,8 @@
 #   bench/callgrind.sh                          # /bytes/1k, 8 s measured
 #   bench/callgrind.sh --path /replace/1k
 #   bench/callgrind.sh -- --no-request-metrics  # extra data-plane flags
+#   bench/callgrind.sh --nginx                  # nginx (one worker process) instead
+#   bench/callgrind.sh --close                  # a new connection per request
 #
 # Uses the release binaries in target/release (build them first:
 # cargo build --release -p switchyard-control-plane -p switchyard-data-plane
@@ -20,13 +22,15 @@ source "$ROOT/bench/lib/common.sh"
 # shellcheck source=lib/configs.sh
 source "$ROOT/bench/lib/configs.sh"
 
-URL_PATH=/bytes/1k SECS=8 WARMUP=4 CONNS=8 KEEP=0
+URL_PATH=/bytes/1k SECS=8 WARMUP=4 CONNS=8 KEEP=0 NGINX=0 CLOSE=()
 while [ $# -gt 0 ]; do
   case $1 in
     --path) URL_PATH=${2:?}; shift ;;
     --secs) SECS=${2:?}; shift ;;
     --connections) CONNS=${2:?}; shift ;;
     --keep) KEEP=1 ;;
+    --nginx) NGINX=1 ;;
+    --close) CLOSE=(-H "Connection: close") ;;
     --) shift; break ;;
     *) die "unknown option $1 (see the header of $0)" ;;
   esac
@@ -34,6 +38,8 @@ while [ $# -gt 0 ]; do
 done
 DP_EXTRA=("$@")
 
+export PATH="$PATH:/usr/sbin"
+[ "$NGINX" = 0 ] || command -v nginx >/dev/null || die "nginx is needed (apt-get install nginx)"
 for tool in valgrind callgrind_control callgrind_annotate wrk curl taskset; do
   command -v "$tool" >/dev/null || die "$tool is needed (apt-get install valgrind wrk curl util-linux)"
 done
@@ -58,25 +64,38 @@ trap 'exit 130' INT TERM
 
 "$BIN/switchyard-bench-backend" --dump-dir "$WORK/content"
 start_bg backend 1 "$BIN/switchyard-bench-backend" --listen "127.0.0.1:$P_BACKEND"
-gen_switchyard_config 10 "$P_BACKEND" 1 >"$WORK/switchyard.yaml"
-start_bg cp 1 "$BIN/switchyard-control-plane" --config "$WORK/switchyard.yaml" \
-  --data-dir "$WORK/cp" --content-root "$WORK/content" \
-  --api-listen "127.0.0.1:$P_API" --grpc-listen "127.0.0.1:$P_GRPC"
-start_bg dp 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$WORK/callgrind.out" \
-  "$BIN/switchyard-data-plane" --control-plane "http://127.0.0.1:$P_GRPC" --node-id callgrind \
-  --listen "127.0.0.1:$P_PROXY" --admin-listen "127.0.0.1:$P_ADMIN" --cache-dir "$WORK/dp" \
-  --worker-threads 1 ${DP_EXTRA[@]+"${DP_EXTRA[@]}"}
-DP_PID=$LAST_PID
-wait_http "http://127.0.0.1:$P_ADMIN/readyz" 200 120 "$DP_PID" || die "data plane not ready: $(tail -5 "$WORK/dp.err")"
+if [ "$NGINX" = 1 ]; then
+  # The same nginx config as bench/run.sh, one process (no master) so
+  # callgrind sees the worker.
+  mkdir -p "$WORK/nginx"
+  gen_nginx_config 10 "$WORK/nginx" "$P_BACKEND" "$P_PROXY" "$P_ADMIN" "$WORK/content" >"$WORK/nginx/nginx.conf"
+  start_bg nginx 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$WORK/callgrind.out" \
+    nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off; master_process off;'
+  DP_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$P_PROXY$URL_PATH" 200 120 "$DP_PID" || die "nginx not ready: $(tail -5 "$WORK/nginx.err")"
+else
+  gen_switchyard_config 10 "$P_BACKEND" 1 >"$WORK/switchyard.yaml"
+  start_bg cp 1 "$BIN/switchyard-control-plane" --config "$WORK/switchyard.yaml" \
+    --data-dir "$WORK/cp" --content-root "$WORK/content" \
+    --api-listen "127.0.0.1:$P_API" --grpc-listen "127.0.0.1:$P_GRPC"
+  start_bg dp 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$WORK/callgrind.out" \
+    "$BIN/switchyard-data-plane" --control-plane "http://127.0.0.1:$P_GRPC" --node-id callgrind \
+    --listen "127.0.0.1:$P_PROXY" --admin-listen "127.0.0.1:$P_ADMIN" --cache-dir "$WORK/dp" \
+    --worker-threads 1 ${DP_EXTRA[@]+"${DP_EXTRA[@]}"}
+  DP_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$P_ADMIN/readyz" 200 120 "$DP_PID" || die "data plane not ready: $(tail -5 "$WORK/dp.err")"
+fi
 
 url="http://127.0.0.1:$P_PROXY$URL_PATH"
-taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
+taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" ${CLOSE[@]+"${CLOSE[@]}"} "$url" >/dev/null
 callgrind_control -z "$DP_PID" >/dev/null 2>&1
-requests=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" "$url" | awk '/requests in/ {print $1}')
+requests=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" ${CLOSE[@]+"${CLOSE[@]}"} "$url" | awk '/requests in/ {print $1}')
 callgrind_control -d "$DP_PID" >/dev/null 2>&1
 profile=$(ls "$WORK"/callgrind.out.* 2>/dev/null | head -1)
 [ -n "$profile" ] || die "callgrind wrote no profile"
 instructions=$(callgrind_annotate "$profile" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 [ "${requests:-0}" -gt 0 ] || die "wrk completed no request"
-printf 'path %s, data-plane flags [%s]: %s requests, %s instructions, %s per request\n' \
-  "$URL_PATH" "${DP_EXTRA[*]:-}" "$requests" "$instructions" "$((instructions / requests))"
+who="data-plane flags [${DP_EXTRA[*]:-}]"
+[ "$NGINX" = 0 ] || who=nginx
+printf 'path %s, %s: %s requests, %s instructions, %s per request\n' \
+  "$URL_PATH" "$who" "$requests" "$instructions" "$((instructions / requests))"

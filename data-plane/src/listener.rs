@@ -30,12 +30,11 @@ mod exchange;
 mod watched;
 
 use std::convert::Infallible;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -50,6 +49,7 @@ use crate::metrics::{ConnectionGuard, Metrics};
 use crate::proxy::error::ERROR_HEADER;
 use crate::proxy::forward::ClientInfo;
 use crate::proxy::head::HYPER_MIN_BUF;
+use crate::proxy::headers::ip_header_value;
 use crate::proxy::Proxy;
 use crate::shutdown::Shutdown;
 use exchange::{Exchange, ExchangeBody, HeadClock, Verdict};
@@ -81,8 +81,7 @@ pub async fn serve_proxy(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let ip = HeaderValue::try_from(peer.ip().to_string())
-                    .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+                let ip = ip_header_value(peer.ip());
                 let conn = Arc::new(Connection {
                     client: ClientInfo { ip },
                     handoff: Handoff::default(),
@@ -105,9 +104,13 @@ pub async fn serve_proxy(
                         }
                     })
                 };
-                let serving = builder
-                    .serve_connection_with_upgrades(io, service)
-                    .into_owned();
+                // Boxed: hyper's connection is large, and the task's future
+                // is moved on spawn and written again when it completes.
+                let serving = Box::pin(
+                    builder
+                        .serve_connection_with_upgrades(io, service)
+                        .into_owned(),
+                );
                 connections.spawn(serve_connection(
                     serving,
                     conn,
@@ -142,14 +145,13 @@ pub async fn serve_proxy(
 /// graceful stop once shutdown is signalled), then answers 408 if the
 /// timer ended it inside an HTTP/1 request head.
 async fn serve_connection<C: GracefulConnection>(
-    serving: C,
+    mut serving: Pin<Box<C>>,
     conn: Arc<Connection>,
     header_timer: Duration,
     metrics: Arc<Metrics>,
     mut shutdown: Shutdown,
 ) {
     let late = {
-        let mut serving = pin!(serving);
         let first = conn.clock.first_deadline(header_timer);
         let mut timer = LazyPoll::new(tokio::time::sleep_until(first.into()));
         let mut stop = LazyPoll::new(async move { shutdown.wait().await });
@@ -183,9 +185,10 @@ async fn serve_connection<C: GracefulConnection>(
                 }
             }
         }
-        // hyper's connection and socket handle are dropped here, parking
-        // the socket if a request head was cut off.
     };
+    // hyper's connection and socket handle go first, parking the socket if
+    // a request head was cut off.
+    drop(serving);
     let Some(stream) = conn.handoff.take() else {
         return;
     };

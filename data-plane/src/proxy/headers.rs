@@ -1,6 +1,8 @@
 //! Header rewriting at the proxy boundary: hop-by-hop headers are removed
 //! (RFC 9110 §7.6.1) and `X-Forwarded-*` headers describe the client hop.
 
+use std::net::IpAddr;
+
 use http::header::Entry;
 use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -14,28 +16,53 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
 /// `Transfer-Encoding` and `Upgrade`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names, no hashing.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names, no hashing: most messages carry none, and
+    // the rest only get the removals for what is there.
+    let present = headers
+        .keys()
+        .fold(0u8, |seen, name| seen | hop_by_hop_bit(name));
+    if present == 0 {
         return;
     }
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    if present & HOP_CONNECTION != 0 {
+        let mut named: Vec<HeaderName> = Vec::new();
+        let mut close = false;
+        let tokens = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-            .collect();
+            .map(str::trim);
+        for token in tokens {
+            if token.eq_ignore_ascii_case("close") {
+                // The usual token: no name to parse, no list to allocate.
+                close = true;
+            } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                if hop_by_hop_bit(&name) == 0 {
+                    named.push(name);
+                }
+            }
+        }
+        if close {
+            named.push(CLOSE);
+        }
         for name in named {
             headers.remove(name);
         }
         headers.remove(CONNECTION);
     }
-    for name in [KEEP_ALIVE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
-        headers.remove(name);
+    for (bit, name) in [
+        (HOP_KEEP_ALIVE, KEEP_ALIVE),
+        (HOP_TE, TE),
+        (HOP_TRAILER, TRAILER),
+        (HOP_TRANSFER_ENCODING, TRANSFER_ENCODING),
+        (HOP_UPGRADE, UPGRADE),
+    ] {
+        if present & bit != 0 {
+            headers.remove(name);
+        }
     }
-    // Only scan the names when a proxy header is present at all (rare).
-    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
+    if present & HOP_PROXY != 0 {
         let proxy: Vec<HeaderName> = headers
             .keys()
             .filter(|k| k.as_str().starts_with("proxy-"))
@@ -47,14 +74,59 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == KEEP_ALIVE
-        || name.as_str().starts_with("proxy-")
+const CLOSE: HeaderName = HeaderName::from_static("close");
+const HOP_CONNECTION: u8 = 1;
+const HOP_KEEP_ALIVE: u8 = 1 << 1;
+const HOP_TE: u8 = 1 << 2;
+const HOP_TRAILER: u8 = 1 << 3;
+const HOP_TRANSFER_ENCODING: u8 = 1 << 4;
+const HOP_UPGRADE: u8 = 1 << 5;
+const HOP_PROXY: u8 = 1 << 6;
+
+/// Which hop-by-hop header `name` is (0: none).
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if name == CONNECTION {
+        HOP_CONNECTION
+    } else if name == KEEP_ALIVE {
+        HOP_KEEP_ALIVE
+    } else if name == TE {
+        HOP_TE
+    } else if name == TRAILER {
+        HOP_TRAILER
+    } else if name == TRANSFER_ENCODING {
+        HOP_TRANSFER_ENCODING
+    } else if name == UPGRADE {
+        HOP_UPGRADE
+    } else if name.as_str().starts_with("proxy-") {
+        HOP_PROXY
+    } else {
+        0
+    }
+}
+
+/// The client IP as a header value (`X-Forwarded-For`), formatted by hand
+/// for IPv4: `Display` costs ~3,700 instructions per connection.
+pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    let value = match ip {
+        IpAddr::V4(v4) => {
+            let mut text = Vec::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push(b'.');
+                }
+                if octet >= 100 {
+                    text.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    text.push(b'0' + octet / 10 % 10);
+                }
+                text.push(b'0' + octet % 10);
+            }
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        }
+        IpAddr::V6(v6) => HeaderValue::try_from(v6.to_string()),
+    };
+    value.unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Adds the client hop: `X-Forwarded-For` gets the client IP appended,
@@ -159,12 +231,33 @@ mod tests {
     }
 
     #[test]
+    fn ip_header_values_read_like_display() {
+        let samples: [IpAddr; 7] = [
+            IpAddr::from([0, 0, 0, 0]),
+            IpAddr::from([255, 255, 255, 255]),
+            IpAddr::from([10, 0, 0, 9]),
+            IpAddr::from([1, 22, 3, 100]),
+            IpAddr::from([127, 0, 10, 99]),
+            IpAddr::from([0u16, 0, 0, 0, 0, 0xffff, 0x0102, 0x0304]),
+            IpAddr::from([0x2001u16, 0xdb8, 0, 0, 0, 0, 0, 1]),
+        ];
+        for ip in samples {
+            assert_eq!(ip_header_value(ip), ip.to_string().as_str(), "{ip}");
+        }
+        for n in (0..=u32::MAX).step_by(65_537) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(n));
+            assert_eq!(ip_header_value(ip), ip.to_string().as_str(), "{ip}");
+        }
+    }
+
+    #[test]
     fn hop_by_hop_and_connection_named_headers_are_removed() {
         let mut h = map(&[
             ("connection", "keep-alive, x-secret"),
             ("connection", "close"),
             ("keep-alive", "timeout=5"),
             ("x-secret", "1"),
+            ("close", "named by the close token"),
             ("proxy-authorization", "Basic x"),
             ("proxy-connection", "keep-alive"),
             ("te", "trailers"),
