@@ -24,13 +24,15 @@ run_wrk() {
   [ "$R_REQ" -gt 0 ] || { warn "wrk completed no request: $out"; return 1; }
 }
 
-# run_h2load URL CONNS STREAMS SECONDS: HTTP/2 with prior knowledge (h2c).
+# run_h2load URL CONNS STREAMS SECONDS [FLAG...]: HTTP/2 with prior knowledge
+# (h2c), or what the flags ask for (--h1 --rps=N: HTTP/1.1 at a fixed rate).
 # Percentiles come from the per-request log (third column: microseconds).
 run_h2load() {
   local url=$1 conns=$2 streams=$3 secs=$4 out logf
+  local -a extra=("${@:5}")
   logf=$(mktemp "$WORK/h2load.XXXXXX")
   out=$(timeout --kill-after=5 $((secs + 20)) nice -n "$BENCH_NICE" taskset -c "$LOAD_CPU" \
-    h2load -t1 -c"$conns" -m"$streams" -D "$secs" --log-file="$logf" "$url" 2>&1) ||
+    h2load -t1 -c"$conns" -m"$streams" -D "$secs" --log-file="$logf" ${extra[@]+"${extra[@]}"} "$url" 2>&1) ||
     { warn "h2load failed: $out"; rm -f "$logf"; return 1; }
   # h2load's "failed" counts socket errors and non-2xx/3xx answers alike.
   eval "$(awk '

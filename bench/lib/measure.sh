@@ -32,6 +32,7 @@ load_once() {
     wrk) run_wrk "$2" "$3" "$4" 0 ;;
     wrk-close) run_wrk "$2" "$3" "$4" 1 ;;
     h2load) run_h2load "$2" "$3" "$H2_STREAMS" "$4" ;;
+    h1-rate) run_h2load "$2" "$3" 1 "$4" --h1 --rps="$H1_RATE_PER_CONN" ;;
     *) die "unknown load tool $1" ;;
   esac
 }

@@ -5,6 +5,8 @@
 
 # shellcheck disable=SC2034 # used by measure.sh
 H2_STREAMS=10 # concurrent streams per h2c connection
+# shellcheck disable=SC2034 # used by measure.sh
+H1_RATE_PER_CONN=750 # latency-1k: 16 x 750 = 12,000 req/s, under both proxies' saturation
 
 SCENARIOS=$(cat <<'EOF2'
 get-1k-c16      10     wrk        16   /bytes/1k           small GET, keep-alive, 1 KiB, 16 connections
@@ -17,6 +19,7 @@ replace-16k     10     wrk        16   /replace/page.html  replacement content f
 rewrite-16k     10     wrk        16   /rewrite/page.html  body find/replace on 16 KiB HTML (nginx: sub_filter, sub_filter_once off)
 h2c-1k          10     h2load     16   /bytes/1k           h2c clients (h2load), 16 connections x 10 streams, 1 KiB
 close-1k        10     wrk-close  16   /bytes/1k           a new connection per request (Connection: close), 1 KiB
+latency-1k      10     h1-rate    16   /bytes/1k           small GET at a fixed 12,000 req/s (h2load --h1, 16 x 750/s): latency below saturation
 rules-10        10     wrk        16   /bytes/1k           routing scale: 10 rules, the matching rule after all fillers
 rules-1000      1000   wrk        16   /bytes/1k           routing scale: 1,000 rules
 rules-10000     10000  wrk        16   /bytes/1k           routing scale: 10,000 rules
