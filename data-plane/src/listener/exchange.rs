@@ -3,8 +3,8 @@
 //! `header_read_timeout` boxes a timer-wheel entry per request: ~4% of the
 //! instructions of a proxied 1 KiB GET).
 //!
-//! The connection's clock knows two things, kept with two plain stores per
-//! request: how many exchanges are in flight (a head was parsed and its
+//! The connection's clock knows two things, kept with two counter updates
+//! and one store per request: how many exchanges are in flight (a head was parsed and its
 //! response has not been written to the end) and since when none has been.
 //! The accept task's single timer fires at `idle_since + limit`; when it
 //! fires and an exchange is in flight it re-arms, otherwise the head (or the
