@@ -65,17 +65,7 @@ struct Cli {
 pub fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     cp::cli::init_tracing(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(run(cli))
+    cp::cli::block_on_runtime(run(cli))
 }
 
 /// Names the demo backends answer with, in `--demo-backends` order.

@@ -74,17 +74,22 @@ pub async fn shutdown_signal() {
 pub fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.options.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    block_on_runtime(run(cli.options))
+}
+
+/// Runs a binary's main future on a multi-thread runtime; exit 1 when the
+/// runtime cannot start.
+pub fn block_on_runtime(main: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(runtime) => runtime.block_on(main),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    runtime.block_on(run(cli.options))
+    }
 }
 
 /// A listener that could not be bound, named by its role and address.

@@ -39,6 +39,23 @@ pub async fn get_text(url: &str) -> Option<String> {
     client().get(url).send().await.ok()?.text().await.ok()
 }
 
+/// Sends `req` and reads the whole answer: status, headers and the body as
+/// JSON when it parses, else as a JSON string.
+pub async fn send_for_json(
+    req: reqwest::RequestBuilder,
+) -> (
+    reqwest::StatusCode,
+    reqwest::header::HeaderMap,
+    serde_json::Value,
+) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, headers, body)
+}
+
 /// An HTTP client that never goes through a proxy from the environment.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use switchyard_tests::process::{bin_path, Proc};
 use switchyard_tests::python::{python, schemathesis};
-use switchyard_tests::{client, ControlPlane};
+use switchyard_tests::{client, send_for_json, ControlPlane};
 
 const CONFIG: &str = r#"
 backends:
@@ -49,12 +49,7 @@ async fn send(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let resp = req.send().await.expect("request");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.expect("body");
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, headers, value)
+    send_for_json(req).await
 }
 
 fn ctype(h: &reqwest::header::HeaderMap) -> String {

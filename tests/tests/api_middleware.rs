@@ -13,7 +13,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use switchyard_tests::process::bin_path;
 use switchyard_tests::python::schemathesis;
-use switchyard_tests::{client, eventually, ControlPlane};
+use switchyard_tests::{client, eventually, send_for_json, ControlPlane};
 
 const CONFIG: &str = r#"
 backends:
@@ -60,11 +60,7 @@ impl Answer {
 }
 
 async fn answer(req: RequestBuilder) -> Answer {
-    let resp = req.send().await.expect("request");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    let (status, headers, body) = send_for_json(req).await;
     Answer {
         status,
         headers,
