@@ -10,6 +10,7 @@ pub mod convert;
 pub mod delta;
 #[cfg(test)]
 mod fixtures;
+pub mod http1;
 pub mod otlp;
 pub mod parse;
 pub mod reuse;

@@ -2,9 +2,12 @@
 //! generic pool: no keyed map to hash into per request, no boxed
 //! connector futures, no per-request spawn to return the connection.
 //!
-//! HTTP/1.1: idle connections wait in a LIFO stack (the most recently
-//! used is the warmest); a connection goes back when its response body
-//! has been read to the end, and is dropped (closed) otherwise. HTTP/2
+//! HTTP/1.1: requests whose body is in memory run on [`wire`]
+//! connections, driven by the request's own task; streamed request bodies
+//! and upgrades on hyper's client. Idle connections of either kind wait in
+//! a LIFO stack (the most recently used is the warmest); a connection goes
+//! back when its response body has been read to the end, and is dropped
+//! (closed) otherwise. HTTP/2
 //! (prior knowledge): one shared connection, multiplexed, replaced when
 //! it closes. Idle HTTP/1.1 connections older than the backend's idle
 //! timeout are closed on the next checkout or by [`ServerPool::prune`].
@@ -16,6 +19,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::header::UPGRADE;
+use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -24,7 +29,11 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::proxy::upstream_body::UpstreamBody;
+use crate::backend::retry::idempotent;
+use crate::proxy::upstream_body::{BoxError, UpstreamBody};
+use wire::{WireBody, WireConn, WireError};
+
+mod wire;
 
 /// Idle HTTP/1.1 connections kept per server; more are closed on return.
 const MAX_IDLE: usize = 1024;
@@ -40,12 +49,14 @@ pub enum UpstreamError {
     Handshake(#[source] hyper::Error),
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Wire(#[from] WireError),
 }
 
 impl UpstreamError {
     /// The request never reached the server.
     pub fn is_connect(&self) -> bool {
-        !matches!(self, UpstreamError::Http(_))
+        !matches!(self, UpstreamError::Http(_) | UpstreamError::Wire(_))
     }
 }
 
@@ -64,7 +75,14 @@ pub struct ServerPool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     idle: Mutex<Vec<IdleConn>>,
+    idle_wire: Mutex<Vec<IdleWire>>,
     shared_h2: Mutex<Option<http2::SendRequest<UpstreamBody>>>,
+}
+
+#[derive(Debug)]
+struct IdleWire {
+    conn: WireConn,
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -91,6 +109,7 @@ impl ServerPool {
             connect_timeout,
             idle_timeout,
             idle: Mutex::new(Vec::new()),
+            idle_wire: Mutex::new(Vec::new()),
             shared_h2: Mutex::new(None),
         })
     }
@@ -119,8 +138,72 @@ impl ServerPool {
         req: Request<UpstreamBody>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         match self.protocol {
-            Protocol::Http1 => self.send_h1(req).await,
+            Protocol::Http1 => {
+                let (parts, body) = req.into_parts();
+                match body {
+                    UpstreamBody::Full(bytes) if !parts.headers.contains_key(UPGRADE) => {
+                        self.send_wire(&parts, &bytes.unwrap_or_default()).await
+                    }
+                    body => self.send_h1(Request::from_parts(parts, body)).await,
+                }
+            }
             Protocol::Http2 => self.send_h2(req).await,
+        }
+    }
+
+    /// Sends a request whose body is in memory, leaving `parts` as they
+    /// were for another try: over HTTP/1.1 nothing is copied; hyper's
+    /// clients (HTTP/2, upgrades) get a copy of their own.
+    pub async fn send_buffered(
+        self: &Arc<Self>,
+        parts: &Parts,
+        body: &Bytes,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        if self.protocol == Protocol::Http1 && !parts.headers.contains_key(UPGRADE) {
+            return self.send_wire(parts, body).await;
+        }
+        let mut req = Request::new(UpstreamBody::Full(Some(body.clone())));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = parts.uri.clone();
+        *req.version_mut() = parts.version;
+        *req.headers_mut() = parts.headers.clone();
+        self.send(req).await
+    }
+
+    async fn send_wire(
+        self: &Arc<Self>,
+        parts: &Parts,
+        body: &Bytes,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        loop {
+            let (mut conn, reused) = match self.checkout_wire() {
+                Some(c) => (c, true),
+                None => (WireConn::new(Box::pin(self.connect()).await?), false),
+            };
+            match conn
+                .exchange(&parts.method, target, &parts.headers, body)
+                .await
+            {
+                Ok(head) => {
+                    let body = WireBody::new(conn, head.framing, head.keep_alive, self.clone());
+                    let mut response = Response::new(PooledBody {
+                        inner: Inner::Wire(body),
+                    });
+                    *response.status_mut() = head.status;
+                    *response.version_mut() = head.version;
+                    *response.headers_mut() = head.headers;
+                    return Ok(response);
+                }
+                // A pooled connection the server closed while it was idle:
+                // the request is sent again on another when it cannot have
+                // been processed, or repeating it is harmless.
+                Err(e)
+                    if reused
+                        && e.nothing_received()
+                        && (e.unsent() || idempotent(&parts.method)) => {}
+                Err(e) => return Err(UpstreamError::Wire(e)),
+            }
         }
     }
 
@@ -153,11 +236,10 @@ impl ServerPool {
                             sender,
                             pool: self.clone(),
                         });
-                    let mut body = PooledBody { body, checkin };
-                    if body.body.is_end_stream() {
-                        body.check_in();
-                    }
-                    return Ok(Response::from_parts(parts, body));
+                    return Ok(Response::from_parts(
+                        parts,
+                        PooledBody::hyper(body, checkin),
+                    ));
                 }
                 Err(mut e) => match e.take_message() {
                     // Never written: safe on another connection, once the
@@ -187,10 +269,7 @@ impl ServerPool {
         };
         sender.ready().await?;
         let response = sender.send_request(req).await?;
-        Ok(response.map(|body| PooledBody {
-            body,
-            checkin: None,
-        }))
+        Ok(response.map(|body| PooledBody::hyper(body, None)))
     }
 
     /// The warmest idle connection, dropping expired ones on the way.
@@ -203,6 +282,31 @@ impl ServerPool {
             }
         }
         None
+    }
+
+    /// The warmest idle wire connection still open, dropping expired and
+    /// closed ones on the way.
+    fn checkout_wire(&self) -> Option<WireConn> {
+        let now = Instant::now();
+        let mut idle = lock(&self.idle_wire);
+        while let Some(idle_conn) = idle.pop() {
+            if now.duration_since(idle_conn.since) < self.idle_timeout
+                && idle_conn.conn.is_idle_open()
+            {
+                return Some(idle_conn.conn);
+            }
+        }
+        None
+    }
+
+    fn check_in_wire(&self, conn: WireConn) {
+        let mut idle = lock(&self.idle_wire);
+        if idle.len() < MAX_IDLE {
+            idle.push(IdleWire {
+                conn,
+                since: Instant::now(),
+            });
+        }
     }
 
     fn check_in(&self, sender: http1::SendRequest<UpstreamBody>) {
@@ -223,26 +327,29 @@ impl ServerPool {
         let now = Instant::now();
         let mut idle = lock(&self.idle);
         idle.retain(|c| now.duration_since(c.since) < self.idle_timeout && !c.sender.is_closed());
+        drop(idle);
+        lock(&self.idle_wire)
+            .retain(|c| now.duration_since(c.since) < self.idle_timeout && c.conn.is_idle_open());
     }
 
     /// Idle HTTP/1.1 connections waiting for a request.
     #[cfg(test)]
     pub fn idle_count(&self) -> usize {
-        lock(&self.idle).len()
+        lock(&self.idle).len() + lock(&self.idle_wire).len()
     }
 
-    async fn connect(&self) -> Result<TokioIo<TcpStream>, UpstreamError> {
+    async fn connect(&self) -> Result<TcpStream, UpstreamError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout(self.connect_timeout))?
             .map_err(UpstreamError::Connect)?;
         // Small requests and responses must not wait for Nagle.
         stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
-        Ok(TokioIo::new(stream))
+        Ok(stream)
     }
 
     async fn connect_h1(&self) -> Result<http1::SendRequest<UpstreamBody>, UpstreamError> {
-        let io = self.connect().await?;
+        let io = TokioIo::new(self.connect().await?);
         let (sender, conn) = http1::Builder::new()
             // Requests are mostly a head alone: one buffer, one write.
             .writev(false)
@@ -259,7 +366,7 @@ impl ServerPool {
     }
 
     async fn connect_h2(&self) -> Result<http2::SendRequest<UpstreamBody>, UpstreamError> {
-        let io = self.connect().await?;
+        let io = TokioIo::new(self.connect().await?);
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(io)
@@ -285,42 +392,72 @@ struct Checkin {
 /// the body has been read completely (a body dropped early closes it).
 #[derive(Debug)]
 pub struct PooledBody {
-    body: Incoming,
-    checkin: Option<Checkin>,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Wire(WireBody),
+    Hyper {
+        body: Incoming,
+        checkin: Option<Checkin>,
+    },
 }
 
 impl PooledBody {
+    fn hyper(body: Incoming, checkin: Option<Checkin>) -> Self {
+        let mut body = Self {
+            inner: Inner::Hyper { body, checkin },
+        };
+        if body.is_end_stream() {
+            body.check_in();
+        }
+        body
+    }
+
     fn check_in(&mut self) {
-        if let Some(c) = self.checkin.take() {
-            c.pool.check_in(c.sender);
+        if let Inner::Hyper { checkin, .. } = &mut self.inner {
+            if let Some(c) = checkin.take() {
+                c.pool.check_in(c.sender);
+            }
         }
     }
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let (body, checkin) = match &mut self.inner {
+            Inner::Wire(body) => return Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Inner::Hyper { body, checkin } => (body, checkin),
+        };
+        let polled = Pin::new(&mut *body).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.check_in(),
-            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.check_in(),
-            Poll::Ready(Some(Err(_))) => self.checkin = None,
+            Poll::Ready(Some(Ok(_))) if body.is_end_stream() => self.check_in(),
+            Poll::Ready(Some(Err(_))) => *checkin = None,
             _ => {}
         }
-        polled
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.inner {
+            Inner::Wire(body) => body.is_end_stream(),
+            Inner::Hyper { body, .. } => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.inner {
+            Inner::Wire(body) => body.size_hint(),
+            Inner::Hyper { body, .. } => body.size_hint(),
+        }
     }
 }
 

@@ -227,12 +227,12 @@ pub struct RewriteBody {
 
 impl Body for RewriteBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::proxy::upstream_body::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::proxy::upstream_body::BoxError>>> {
         let this = self.get_mut();
         loop {
             if this.done {

@@ -130,12 +130,12 @@ impl<C: AsRef<HeadClock>> ExchangeBody<C> {
 
 impl<C: AsRef<HeadClock>> Body for ExchangeBody<C> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::proxy::upstream_body::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::proxy::upstream_body::BoxError>>> {
         // ProxyBody is Unpin, and so is this wrapper.
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }

@@ -36,15 +36,15 @@ impl From<Incoming> for ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::proxy::upstream_body::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::proxy::upstream_body::BoxError>>> {
         match self.get_mut() {
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ProxyBody::Stream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Stream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Rewrite(body) => Pin::new(body.as_mut()).poll_frame(cx),
         }

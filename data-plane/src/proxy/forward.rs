@@ -94,41 +94,35 @@ pub async fn forward(
 
     let may_retry = policy.max_retries > 0;
     let (body, replay) = read_ahead(body, may_retry.then_some(policy.buffer_body)).await?;
-    // Only kept when a retry is possible at all.
-    let template = replay
-        .as_ref()
-        .map(|_| (parts.method.clone(), parts.headers.clone(), parts.version));
     let method_ok = idempotent(&parts.method) || policy.retry_non_idempotent;
-    let mut first = Some((parts, body));
+    // A body in memory is sent from `replay`, as often as tries need; a
+    // streamed one goes once.
+    let mut streamed = replay.is_none().then_some(body);
     let mut tried: Vec<usize> = Vec::new();
+    // Decided before the first try sets one: each try's server names itself.
+    let host_from_server = backend.spec.host_header == HostHeader::Server
+        || (parts.version == Version::HTTP_11 && !parts.headers.contains_key(HOST));
 
     for attempt in 0..=policy.max_retries {
         let (index, server) = pick_admitted(backend, &key, &tried)?;
-        let (mut parts, body) = match (first.take(), &template, &replay) {
-            (Some(p), _, _) => p,
-            (None, Some((method, headers, version)), Some(bytes)) => {
-                let mut req = Request::new(UpstreamBody::Full(Some(bytes.clone())));
-                *req.method_mut() = method.clone();
-                *req.headers_mut() = headers.clone();
-                *req.version_mut() = *version;
-                req.into_parts()
-            }
-            // Unreachable: a retry needs the template.
-            _ => break,
-        };
-        set_target(
-            &mut parts,
-            server,
-            &path_and_query,
-            &backend.spec.host_header,
-        );
+        set_target(&mut parts, server, &path_and_query, host_from_server);
         if attempt > 0 {
             server
                 .metrics
                 .retries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let result = send(backend, server, Request::from_parts(parts, body)).await;
+        let outgoing = match (&replay, streamed.take()) {
+            (Some(bytes), _) => Outgoing::Buffered(&parts, bytes),
+            (None, Some(body)) => {
+                // The only try: the parts go with it.
+                let taken = std::mem::replace(&mut parts, Request::new(()).into_parts().0);
+                Outgoing::Streamed(Box::new(Request::from_parts(taken, body)))
+            }
+            // Unreachable: a streamed body is never retried.
+            (None, None) => break,
+        };
+        let result = send(backend, server, outgoing).await;
         let retry_wanted = match &result {
             Ok(r) => method_ok && policy.retry_statuses.contains(&r.status().as_u16()),
             Err(e) => e.retry_on().is_some_and(|on| {
@@ -209,13 +203,17 @@ async fn read_ahead(
     Ok((UpstreamBody::Full(Some(bytes.clone())), Some(bytes)))
 }
 
-/// Points the request at `server`. An HTTP/1.1 request always carries a
-/// `Host` (the server's when neither the client nor the rule gave one).
-fn set_target(parts: &mut Parts, server: &UpstreamServer, path: &PathAndQuery, host: &HostHeader) {
+/// Points the request at `server`, naming it in `Host` when
+/// `host_from_server` (the rule asks for it, or an HTTP/1.1 request has
+/// no `Host` from the client or the rule).
+fn set_target(
+    parts: &mut Parts,
+    server: &UpstreamServer,
+    path: &PathAndQuery,
+    host_from_server: bool,
+) {
     parts.uri = server.pool.target(&server.authority, path.clone());
-    let needs_host = *host == HostHeader::Server
-        || (parts.version == Version::HTTP_11 && !parts.headers.contains_key(HOST));
-    if needs_host {
+    if host_from_server {
         if let Ok(v) = HeaderValue::from_str(server.authority.as_str()) {
             parts.headers.insert(HOST, v);
         }
@@ -274,17 +272,31 @@ fn no_server(backend: &BackendRuntime) -> ProxyError {
     }
 }
 
+/// What one try sends.
+enum Outgoing<'a> {
+    /// Headers and a body in memory, kept for further tries.
+    Buffered(&'a Parts, &'a Bytes),
+    /// A request whose body streams from the client.
+    Streamed(Box<Request<UpstreamBody>>),
+}
+
 /// One try on one server, feeding passive health and the breaker (a 5xx
 /// answer counts as a failure).
 async fn send(
     backend: &BackendRuntime,
     server: &UpstreamServer,
-    req: Request<UpstreamBody>,
+    outgoing: Outgoing<'_>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let in_flight = server.start();
     let timeout = backend.try_timeout();
     let sent = std::time::Instant::now();
-    let result = tokio::time::timeout(timeout, server.pool.send(req)).await;
+    let exchange = async {
+        match outgoing {
+            Outgoing::Buffered(parts, body) => server.pool.send_buffered(parts, body).await,
+            Outgoing::Streamed(req) => server.pool.send(*req).await,
+        }
+    };
+    let result = tokio::time::timeout(timeout, exchange).await;
     if crate::metrics::request_metrics_on() {
         server.metrics.latency.record(sent.elapsed());
     }

@@ -70,7 +70,8 @@ async fn limited_forward(
     host: Option<&HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limit = limits.max_body_bytes;
-    let exceeded = Arc::new(AtomicBool::new(false));
+    // Set by the limited body; only made for a request that has a body.
+    let mut exceeded: Option<Arc<AtomicBool>> = None;
     // A request without a body (most GETs) has nothing to limit.
     let req = if limit > 0 && !req.body().is_end_stream() {
         let declared = req
@@ -81,11 +82,12 @@ async fn limited_forward(
         if declared.is_some_and(|n| n > limit) {
             return Err(ProxyError::BodyTooLarge { limit });
         }
+        let flag = exceeded.insert(Arc::new(AtomicBool::new(false))).clone();
         req.map(|b| UpstreamBody::Limited {
             inner: Box::new(UpstreamBody::Stream(b)),
             seen: 0,
             limit,
-            exceeded: exceeded.clone(),
+            exceeded: flag,
         })
     } else {
         req.map(UpstreamBody::Stream)
@@ -98,7 +100,9 @@ async fn limited_forward(
     };
     // A streamed body cut off at the limit surfaces as an upstream error.
     match result {
-        Err(_) if exceeded.load(Relaxed) => Err(ProxyError::BodyTooLarge { limit }),
+        Err(_) if exceeded.is_some_and(|e| e.load(Relaxed)) => {
+            Err(ProxyError::BodyTooLarge { limit })
+        }
         other => other,
     }
 }
