@@ -21,6 +21,7 @@ mod backend;
 pub mod cache;
 mod cli;
 mod content;
+mod deadline;
 pub mod error;
 mod events;
 mod lazy;

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tonic::transport::Endpoint;
 
 use crate::cache::DiskCache;
+use crate::deadline::Deadlines;
 use crate::error::DataPlaneError;
 use crate::events::EventSink;
 use crate::listener::serve_proxy;
@@ -107,9 +108,11 @@ impl DataPlane {
         let grace = self.options.shutdown_grace;
         let (trigger, signal) = shutdown::channel();
         let (fatal_tx, mut fatal_rx) = mpsc::channel::<DataPlaneError>(1);
+        let deadlines = Deadlines::new();
         let proxy_service = Arc::new(Proxy::new(
             self.state.snapshots.clone(),
             self.state.metrics.clone(),
+            deadlines.clone(),
         ));
         let mut tasks = JoinSet::new();
 
@@ -125,6 +128,8 @@ impl DataPlane {
             self.options.metrics_interval,
             signal.clone(),
         ));
+        // Times out upstream tries (`deadline.rs`).
+        tasks.spawn(deadlines.sweep(signal.clone()));
 
         let router = admin::router(self.state.clone());
         let mut admin_signal = signal.clone();

@@ -18,6 +18,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use switchyard_shared::routing::RequestInfo;
 
+use crate::deadline::Deadlines;
 use crate::metrics::Metrics;
 use crate::snapshot::{RuleAction, SnapshotCell};
 use crate::telemetry;
@@ -30,11 +31,21 @@ use forward::{ClientInfo, Route};
 pub struct Proxy {
     snapshots: Arc<SnapshotCell>,
     metrics: Arc<Metrics>,
+    deadlines: Arc<Deadlines>,
 }
 
 impl Proxy {
-    pub fn new(snapshots: Arc<SnapshotCell>, metrics: Arc<Metrics>) -> Self {
-        Self { snapshots, metrics }
+    /// `deadlines` must be swept ([`Deadlines::sweep`]) for tries to time out.
+    pub fn new(
+        snapshots: Arc<SnapshotCell>,
+        metrics: Arc<Metrics>,
+        deadlines: Arc<Deadlines>,
+    ) -> Self {
+        Self {
+            snapshots,
+            metrics,
+            deadlines,
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -119,6 +130,7 @@ impl Proxy {
                     strip_prefix: strip_prefix.as_deref(),
                     add_prefix: add_prefix.as_deref(),
                     request_headers: &rule.request_headers,
+                    deadlines: &self.deadlines,
                 };
                 let limits = &snapshot.config.limits;
                 rule::forward_rule(req, rule, route, limits, client, host.as_ref(), rule_name).await

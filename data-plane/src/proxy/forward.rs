@@ -24,6 +24,7 @@ use crate::backend::breaker::CircuitState;
 use crate::backend::outlier::now_ms;
 use crate::backend::retry::{backoff, idempotent};
 use crate::backend::{BackendRuntime, Outcome, UpstreamServer};
+use crate::deadline::Deadlines;
 
 /// What the proxy knows about the client connection.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub struct Route<'a> {
     pub strip_prefix: Option<&'a str>,
     pub add_prefix: Option<&'a str>,
     pub request_headers: &'a HeaderEdits,
+    /// Where each try's deadline is kept.
+    pub deadlines: &'a Deadlines,
 }
 
 /// Sends `req` to a server of the route's backend and returns its
@@ -122,7 +125,7 @@ pub async fn forward(
             // Unreachable: a streamed body is never retried.
             (None, None) => break,
         };
-        let result = send(backend, server, outgoing).await;
+        let result = send(backend, server, outgoing, route.deadlines).await;
         let retry_wanted = match &result {
             Ok(r) => method_ok && policy.retry_statuses.contains(&r.status().as_u16()),
             Err(e) => e.retry_on().is_some_and(|on| {
@@ -286,6 +289,7 @@ async fn send(
     backend: &BackendRuntime,
     server: &UpstreamServer,
     outgoing: Outgoing<'_>,
+    deadlines: &Deadlines,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let in_flight = server.start();
     let timeout = backend.try_timeout();
@@ -296,7 +300,7 @@ async fn send(
             Outgoing::Streamed(req) => server.pool.send(*req).await,
         }
     };
-    let result = tokio::time::timeout(timeout, exchange).await;
+    let result = deadlines.within(sent + timeout, exchange).await;
     if crate::metrics::request_metrics_on() {
         server.metrics.latency.record(sent.elapsed());
     }
