@@ -25,26 +25,24 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     if present & HOP_CONNECTION != 0 {
+        // A list only for options naming other headers; `close` and
+        // `keep-alive`, the usual ones, name a field found in the pass
+        // above (a `Close` field is reserved and only removed if there).
         let mut named: Vec<HeaderName> = Vec::new();
-        let mut close = false;
         let tokens = headers
             .get_all(CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim);
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii);
         for token in tokens {
-            if token.eq_ignore_ascii_case("close") {
-                // The usual token: no name to parse, no list to allocate.
-                close = true;
-            } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            if token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
                 if hop_by_hop_bit(&name) == 0 {
                     named.push(name);
                 }
             }
-        }
-        if close {
-            named.push(CLOSE);
         }
         for name in named {
             headers.remove(name);
@@ -52,6 +50,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(CONNECTION);
     }
     for (bit, name) in [
+        (HOP_CLOSE_FIELD, CLOSE),
         (HOP_KEEP_ALIVE, KEEP_ALIVE),
         (HOP_TE, TE),
         (HOP_TRAILER, TRAILER),
@@ -82,6 +81,8 @@ const HOP_TRAILER: u8 = 1 << 3;
 const HOP_TRANSFER_ENCODING: u8 = 1 << 4;
 const HOP_UPGRADE: u8 = 1 << 5;
 const HOP_PROXY: u8 = 1 << 6;
+/// `Close`, a reserved field name (RFC 9110 §7.6.1): never forwarded.
+const HOP_CLOSE_FIELD: u8 = 1 << 7;
 
 /// Which hop-by-hop header `name` is (0: none).
 fn hop_by_hop_bit(name: &HeaderName) -> u8 {
@@ -99,6 +100,8 @@ fn hop_by_hop_bit(name: &HeaderName) -> u8 {
         HOP_UPGRADE
     } else if name.as_str().starts_with("proxy-") {
         HOP_PROXY
+    } else if name == CLOSE {
+        HOP_CLOSE_FIELD
     } else {
         0
     }
