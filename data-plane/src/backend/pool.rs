@@ -81,7 +81,7 @@ pub struct ServerPool {
 
 #[derive(Debug)]
 struct IdleWire {
-    conn: WireConn,
+    conn: Box<WireConn>,
     since: Instant,
 }
 
@@ -286,7 +286,7 @@ impl ServerPool {
 
     /// The warmest idle wire connection still open, dropping expired and
     /// closed ones on the way.
-    fn checkout_wire(&self) -> Option<WireConn> {
+    fn checkout_wire(&self) -> Option<Box<WireConn>> {
         let now = Instant::now();
         let mut idle = lock(&self.idle_wire);
         while let Some(idle_conn) = idle.pop() {
@@ -299,7 +299,7 @@ impl ServerPool {
         None
     }
 
-    fn check_in_wire(&self, conn: WireConn) {
+    fn check_in_wire(&self, conn: Box<WireConn>) {
         let mut idle = lock(&self.idle_wire);
         if idle.len() < MAX_IDLE {
             idle.push(IdleWire {

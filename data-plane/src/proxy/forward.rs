@@ -26,6 +26,9 @@ use crate::backend::retry::{backoff, idempotent};
 use crate::backend::{BackendRuntime, Outcome, UpstreamServer};
 use crate::deadline::Deadlines;
 
+/// Headers the proxy may add to a request (`Host`, `X-Forwarded-*`).
+const FORWARDING_HEADERS: usize = 4;
+
 /// What the proxy knows about the client connection.
 #[derive(Debug)]
 pub struct ClientInfo {
@@ -85,6 +88,9 @@ pub async fn forward(
             }
         }
     }
+    // Room for the forwarding headers: a map hyper made for the client's
+    // headers alone would otherwise grow once or twice on the way.
+    parts.headers.reserve(FORWARDING_HEADERS);
     add_forwarded(&mut parts.headers, &client.ip, host);
     route.request_headers.apply(&mut parts.headers);
     // Copied out of the headers (they go with the first try), when used.

@@ -89,13 +89,15 @@ pub struct WireConn {
 }
 
 impl WireConn {
-    pub fn new(stream: TcpStream) -> Self {
-        Self {
+    /// Boxed: the connection moves from pool to request to response body
+    /// and back; a pointer is cheaper to move than its buffers' handles.
+    pub fn new(stream: TcpStream) -> Box<Self> {
+        Box::new(Self {
             stream,
             buf: BytesMut::new(),
             out: Vec::new(),
             read_size: MIN_READ,
-        }
+        })
     }
 
     /// Whether an idle connection is still open with nothing unread: the
@@ -206,7 +208,7 @@ enum BodyState {
 /// its pool when the body has been read to its end and nothing follows it.
 #[derive(Debug)]
 pub struct WireBody {
-    conn: Option<WireConn>,
+    conn: Option<Box<WireConn>>,
     state: BodyState,
     keep_alive: bool,
     pool: Arc<ServerPool>,
@@ -222,7 +224,7 @@ enum Step {
 
 impl WireBody {
     pub fn new(
-        conn: WireConn,
+        conn: Box<WireConn>,
         framing: BodyFraming,
         keep_alive: bool,
         pool: Arc<ServerPool>,
