@@ -324,6 +324,19 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_a_head_leaves_the_rest(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            if let Ok(Some(_)) = parse_response_head(&mut buf, &Method::GET) {
+                proptest::prop_assert!(buf.len() < bytes.len());
+                proptest::prop_assert!(bytes.ends_with(&buf));
+            }
+        }
+    }
+
     #[test]
     fn bad_heads_are_errors_that_say_what() {
         for raw in [
