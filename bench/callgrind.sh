@@ -8,6 +8,7 @@
 #   bench/callgrind.sh -- --no-request-metrics  # extra data-plane flags
 #   bench/callgrind.sh --nginx                  # nginx (one worker process) instead
 #   bench/callgrind.sh --close                  # a new connection per request
+#   bench/callgrind.sh --rules 10000            # the routing-scale config
 #
 # Uses the release binaries in target/release (build them first:
 # cargo build --release -p switchyard-control-plane -p switchyard-data-plane
@@ -22,7 +23,7 @@ source "$ROOT/bench/lib/common.sh"
 # shellcheck source=lib/configs.sh
 source "$ROOT/bench/lib/configs.sh"
 
-URL_PATH=/bytes/1k SECS=8 WARMUP=4 CONNS=8 KEEP=0 NGINX=0 CLOSE=()
+URL_PATH=/bytes/1k SECS=8 WARMUP=4 CONNS=8 KEEP=0 NGINX=0 CLOSE=() RULES=10
 while [ $# -gt 0 ]; do
   case $1 in
     --path) URL_PATH=${2:?}; shift ;;
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1 ;;
     --nginx) NGINX=1 ;;
     --close) CLOSE=(-H "Connection: close") ;;
+    --rules) RULES=${2:?}; shift ;;
     --) shift; break ;;
     *) die "unknown option $1 (see the header of $0)" ;;
   esac
@@ -68,13 +70,13 @@ if [ "$NGINX" = 1 ]; then
   # The same nginx config as bench/run.sh, one process (no master) so
   # callgrind sees the worker.
   mkdir -p "$WORK/nginx"
-  gen_nginx_config 10 "$WORK/nginx" "$P_BACKEND" "$P_PROXY" "$P_ADMIN" "$WORK/content" >"$WORK/nginx/nginx.conf"
+  gen_nginx_config "$RULES" "$WORK/nginx" "$P_BACKEND" "$P_PROXY" "$P_ADMIN" "$WORK/content" >"$WORK/nginx/nginx.conf"
   start_bg nginx 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$WORK/callgrind.out" \
     nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off; master_process off;'
   DP_PID=$LAST_PID
   wait_http "http://127.0.0.1:$P_PROXY$URL_PATH" 200 120 "$DP_PID" || die "nginx not ready: $(tail -5 "$WORK/nginx.err")"
 else
-  gen_switchyard_config 10 "$P_BACKEND" 1 >"$WORK/switchyard.yaml"
+  gen_switchyard_config "$RULES" "$P_BACKEND" 1 >"$WORK/switchyard.yaml"
   start_bg cp 1 "$BIN/switchyard-control-plane" --config "$WORK/switchyard.yaml" \
     --data-dir "$WORK/cp" --content-root "$WORK/content" \
     --api-listen "127.0.0.1:$P_API" --grpc-listen "127.0.0.1:$P_GRPC"
@@ -97,5 +99,5 @@ instructions=$(callgrind_annotate "$profile" 2>/dev/null | awk '/PROGRAM TOTALS/
 [ "${requests:-0}" -gt 0 ] || die "wrk completed no request"
 who="data-plane flags [${DP_EXTRA[*]:-}]"
 [ "$NGINX" = 0 ] || who=nginx
-printf 'path %s, %s: %s requests, %s instructions, %s per request\n' \
-  "$URL_PATH" "$who" "$requests" "$instructions" "$((instructions / requests))"
+printf 'path %s, %s rules, %s: %s requests, %s instructions, %s per request\n' \
+  "$URL_PATH" "$RULES" "$who" "$requests" "$instructions" "$((instructions / requests))"
