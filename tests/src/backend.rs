@@ -32,11 +32,18 @@ pub enum BackendMode {
     DieMidResponse,
     /// Alternates 200 and 503, starting with 200.
     Flapping,
+    /// Raw HTTP/1.1: answers every request on a kept-alive connection with
+    /// `hello, chunked world` in three chunks and a trailer.
+    Chunked,
+    /// Raw HTTP/1.1: answers with two conflicting `Content-Length`s.
+    Malformed,
 }
 
 pub struct Backend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicU64>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicU64>,
     mode: Arc<Mutex<BackendMode>>,
     task: JoinHandle<()>,
 }
@@ -62,14 +69,23 @@ impl Backend {
         let name: Arc<str> = name.into();
         let counter = hits.clone();
         let shared_mode = mode.clone();
+        let connections = Arc::new(AtomicU64::new(0));
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let name = name.clone();
                 let counter = counter.clone();
                 let mode = shared_mode.clone();
                 tokio::spawn(async move {
                     let now = *mode.lock().unwrap_or_else(|e| e.into_inner());
-                    if matches!(now, BackendMode::Reset | BackendMode::DieMidResponse) {
+                    if matches!(
+                        now,
+                        BackendMode::Reset
+                            | BackendMode::DieMidResponse
+                            | BackendMode::Chunked
+                            | BackendMode::Malformed
+                    ) {
                         misbehave(stream, now, &counter).await;
                         return;
                     }
@@ -104,6 +120,7 @@ impl Backend {
         Backend {
             addr,
             hits,
+            connections,
             mode,
             task,
         }
@@ -125,25 +142,42 @@ impl Drop for Backend {
     }
 }
 
-/// Raw-TCP misbehaviour: read the request head, then reset or die.
+/// Raw-TCP answers hyper would not give: per request head read, reset,
+/// die mid-response, answer chunked (and read the next request) or answer
+/// a malformed head.
 async fn misbehave(mut stream: tokio::net::TcpStream, mode: BackendMode, hits: &AtomicU64) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 64 * 1024];
     let mut seen = Vec::new();
-    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
+    loop {
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        // GETs only: the head is the whole request.
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            seen.drain(..end + 4);
+        }
+        hits.fetch_add(1, Ordering::SeqCst);
+        let answer: &[u8] = match mode {
+            BackendMode::DieMidResponse => {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789"
+            }
+            BackendMode::Chunked => {
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n7\r\nhello, \r\n8;ext=1\r\nchunked \r\n5\r\nworld\r\n0\r\nx-check: 1\r\n\r\n"
+            }
+            BackendMode::Malformed => {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello"
+            }
+            _ => b"",
+        };
+        if stream.write_all(answer).await.is_err() || !matches!(mode, BackendMode::Chunked) {
+            // Dropping the socket closes it: no (complete) answer.
+            return;
         }
     }
-    hits.fetch_add(1, Ordering::SeqCst);
-    if let BackendMode::DieMidResponse = mode {
-        let _ = stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
-            .await;
-        let _ = stream.flush().await;
-    }
-    // Dropping the socket closes it: no (complete) answer.
 }
 
 fn echo(name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -318,6 +318,48 @@ rules:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_http1_answers_stream_through_whole_or_fail_as_502() {
+    let chunked = Backend::start("chunked", BackendMode::Chunked).await;
+    let malformed = Backend::start("malformed", BackendMode::Malformed).await;
+    let yaml = format!(
+        r#"
+backends:
+  - name: chunked
+    servers: [{{ address: "{chunked}" }}]
+  - name: malformed
+    servers: [{{ address: "{malformed}" }}]
+rules:
+  - name: chunked
+    match: {{ path_prefix: /chunked }}
+    action: {{ forward: {{ backend: chunked }} }}
+  - name: malformed
+    match: {{ path_prefix: /malformed }}
+    action: {{ forward: {{ backend: malformed }} }}
+"#,
+        chunked = chunked.addr,
+        malformed = malformed.addr,
+    );
+    let s = stack(&yaml).await;
+    // One after the other: each reuses the pooled upstream connection.
+    for _ in 0..3 {
+        let (status, _, body) = get(&s.dp.proxy("/chunked"), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, "hello, chunked world");
+    }
+    assert_eq!(chunked.hits(), 3);
+    assert_eq!(
+        chunked
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the chunked answers kept their connection reusable"
+    );
+    let (status, headers, body) = get(&s.dp.proxy("/malformed"), &[]).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(headers["x-switchyard-error"], "upstream-failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_health_checks_take_servers_out_and_back_with_events() {
     let a = Backend::start("a", BackendMode::Echo).await;
     let b = Backend::start("b", BackendMode::Echo).await;
