@@ -600,6 +600,8 @@ rules:
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 413);
+    // The unread rest of the body ends the connection, announced.
+    assert_eq!(r.headers()["connection"], "close");
     // Small enough: fine.
     let r = http
         .post(s.dp.proxy("/up"))

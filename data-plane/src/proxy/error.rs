@@ -168,7 +168,16 @@ impl ProxyError {
                 format!("bad gateway: backend `{backend}` failed to answer\n")
             }
         };
-        text_response(self.status(), self.cause(), body)
+        let mut response = text_response(self.status(), self.cause(), body);
+        if matches!(self, ProxyError::BodyTooLarge { .. }) {
+            // The rest of the body may still be on its way: the connection
+            // closes after this answer, and the client is told so rather
+            // than finding out on its next request.
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

@@ -201,6 +201,10 @@ enum BodyState {
     Length(u64),
     Chunked(ChunkedDecoder),
     UntilClose,
+    /// Reported on the next poll, so that hyper first writes out what
+    /// was read before (a client then sees the head and the bytes that
+    /// came, as from nginx, rather than a connection closed unanswered).
+    Failed(WireError),
     Done,
 }
 
@@ -258,10 +262,15 @@ impl WireBody {
         }
     }
 
-    fn fail(&mut self, error: WireError) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
-        self.state = BodyState::Done;
+    fn fail(
+        &mut self,
+        error: WireError,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
+        self.state = BodyState::Failed(error);
         self.conn = None;
-        Poll::Ready(Some(Err(error)))
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -275,11 +284,18 @@ impl Body for WireBody {
     ) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
         let this = self.get_mut();
         loop {
+            if matches!(this.state, BodyState::Failed(_)) {
+                if let BodyState::Failed(error) =
+                    std::mem::replace(&mut this.state, BodyState::Done)
+                {
+                    return Poll::Ready(Some(Err(error)));
+                }
+            }
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
             let step = match &mut this.state {
-                BodyState::Done => Step::Last(None),
+                BodyState::Done | BodyState::Failed(_) => Step::Last(None),
                 BodyState::Length(_) | BodyState::UntilClose if conn.buf.is_empty() => Step::Fill,
                 BodyState::Length(remaining) => {
                     let take = (*remaining).min(conn.buf.len() as u64);
@@ -297,7 +313,7 @@ impl Body for WireBody {
                     Ok(Decoded::Trailers(trailers)) => Step::Last(Some(Frame::trailers(trailers))),
                     Ok(Decoded::End) => Step::Last(None),
                     Ok(Decoded::NeedMore) => Step::Fill,
-                    Err(e) => return this.fail(e.into()),
+                    Err(e) => return this.fail(e.into(), cx),
                 },
             };
             match step {
@@ -312,13 +328,16 @@ impl Body for WireBody {
                         this.conn = None;
                         return Poll::Ready(None);
                     }
-                    Ok(0) => return this.fail(WireError::BodyCut),
+                    Ok(0) => return this.fail(WireError::BodyCut, cx),
                     Ok(_) => {}
                     Err(source) => {
-                        return this.fail(WireError::Read {
-                            source,
-                            nothing_received: false,
-                        })
+                        return this.fail(
+                            WireError::Read {
+                                source,
+                                nothing_received: false,
+                            },
+                            cx,
+                        )
                     }
                 },
             }
