@@ -65,18 +65,23 @@ const TIMEOUT_BODY: &str = "request timeout: the request head did not arrive in 
 pub async fn serve_proxy(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
     grace: Duration,
 ) {
     let connections = TaskTracker::new();
     let local = listener.local_addr().ok();
     // Rebuilt only when a snapshot changes the limits, not per connection.
     let mut builders = BuilderCache::default();
+    // One wait for the whole loop: a fresh one per accepted connection
+    // registers with the signal and unregisters again each time.
+    let mut stop_signal = shutdown.clone();
+    let stop = stop_signal.wait();
+    tokio::pin!(stop);
 
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = shutdown.wait() => break,
+            () = &mut stop => break,
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -194,7 +199,9 @@ async fn serve_connection<C: GracefulConnection>(
     };
     if late {
         metrics.header_timeouts.fetch_add(1, Relaxed);
-        answer_timeout(stream).await;
+        // Boxed: rare, and its 1 KiB read buffer would otherwise be part
+        // of every connection's task, copied when the task is spawned.
+        Box::pin(answer_timeout(stream)).await;
     }
 }
 
@@ -232,14 +239,15 @@ struct BuilderCache {
 impl BuilderCache {
     fn get(&mut self, limits: Limits) -> (&auto::Builder<TokioExecutor>, Duration) {
         let timer = header_timer(&limits);
-        let entry = match self.current.take() {
-            Some((cached, builder)) if cached == limits => (cached, builder),
-            _ => {
-                let builder = connection_builder(&limits);
-                (limits, builder)
-            }
-        };
-        let (_, builder) = self.current.insert(entry);
+        // Compared in place: the builder is large, and moving it out and
+        // back per connection showed up in profiles.
+        if !matches!(&self.current, Some((cached, _)) if *cached == limits) {
+            self.current = None;
+        }
+        let (_, builder) = self.current.get_or_insert_with(|| {
+            let builder = connection_builder(&limits);
+            (limits, builder)
+        });
         (builder, timer)
     }
 }
