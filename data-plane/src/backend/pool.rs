@@ -141,7 +141,7 @@ impl ServerPool {
             Protocol::Http1 => {
                 let (parts, body) = req.into_parts();
                 match body {
-                    UpstreamBody::Full(bytes) if !parts.headers.contains_key(UPGRADE) => {
+                    UpstreamBody::Full(bytes) if self.speaks_wire(&parts) => {
                         self.send_wire(&parts, &bytes.unwrap_or_default()).await
                     }
                     body => self.send_h1(Request::from_parts(parts, body)).await,
@@ -149,6 +149,12 @@ impl ServerPool {
             }
             Protocol::Http2 => self.send_h2(req).await,
         }
+    }
+
+    /// Whether a request with a body in memory goes over a wire connection
+    /// (HTTP/1.1 without an upgrade) rather than hyper's clients.
+    fn speaks_wire(&self, parts: &Parts) -> bool {
+        self.protocol == Protocol::Http1 && !parts.headers.contains_key(UPGRADE)
     }
 
     /// Sends a request whose body is in memory, leaving `parts` as they
@@ -159,7 +165,7 @@ impl ServerPool {
         parts: &Parts,
         body: &Bytes,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        if self.protocol == Protocol::Http1 && !parts.headers.contains_key(UPGRADE) {
+        if self.speaks_wire(parts) {
             return self.send_wire(parts, body).await;
         }
         let mut req = Request::new(UpstreamBody::Full(Some(body.clone())));

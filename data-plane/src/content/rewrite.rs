@@ -26,6 +26,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use switchyard_shared::config::BodyRewrite;
 
 use crate::proxy::body::ProxyBody;
+use crate::proxy::upstream_body::BoxError;
 
 /// Bytes a regex stage holds back: the longest match it reliably finds
 /// across a chunk boundary.
@@ -227,12 +228,12 @@ pub struct RewriteBody {
 
 impl Body for RewriteBody {
     type Data = Bytes;
-    type Error = crate::proxy::upstream_body::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, crate::proxy::upstream_body::BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         loop {
             if this.done {

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::proxy::body::ProxyBody;
+use crate::proxy::upstream_body::BoxError;
 
 /// When the connection last had no exchange in flight.
 #[derive(Debug)]
@@ -130,12 +131,12 @@ impl<C: AsRef<HeadClock>> ExchangeBody<C> {
 
 impl<C: AsRef<HeadClock>> Body for ExchangeBody<C> {
     type Data = Bytes;
-    type Error = crate::proxy::upstream_body::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, crate::proxy::upstream_body::BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         // ProxyBody is Unpin, and so is this wrapper.
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }

@@ -102,12 +102,7 @@ pub async fn forward(
     backend.retry_budget.earn();
 
     let may_retry = policy.max_retries > 0;
-    // Most requests have no body: no read-ahead future to build and move.
-    let (body, replay) = if body.is_end_stream() {
-        (UpstreamBody::Full(None), Some(Bytes::new()))
-    } else {
-        read_ahead(body, may_retry.then_some(policy.buffer_body)).await?
-    };
+    let (body, replay) = read_ahead(body, may_retry.then_some(policy.buffer_body)).await?;
     let method_ok = idempotent(&parts.method) || policy.retry_non_idempotent;
     // A body in memory is sent from `replay`, as often as tries need; a
     // streamed one goes once.
