@@ -26,15 +26,20 @@
 //! - HTTP/2 connections are pinged every `client_idle_timeout` and closed
 //!   when a ping is not answered within `header_read_timeout`.
 
+mod direct;
 mod exchange;
 mod watched;
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+use http::Request;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -50,8 +55,10 @@ use crate::proxy::error::ERROR_HEADER;
 use crate::proxy::forward::ClientInfo;
 use crate::proxy::head::HYPER_MIN_BUF;
 use crate::proxy::headers::ip_header_value;
+use crate::proxy::upstream_body::UpstreamBody;
 use crate::proxy::Proxy;
 use crate::shutdown::Shutdown;
+use direct::Ended;
 use exchange::{Exchange, ExchangeBody, HeadClock, Verdict};
 use watched::{Handoff, WatchedStream};
 
@@ -71,7 +78,7 @@ pub async fn serve_proxy(
     let connections = TaskTracker::new();
     let local = listener.local_addr().ok();
     // Rebuilt only when a snapshot changes the limits, not per connection.
-    let mut builders = BuilderCache::default();
+    let mut settings = SettingsCache::default();
     // One wait for the whole loop: a fresh one per accepted connection
     // registers with the signal and unregisters again each time.
     let mut stop_signal = shutdown.clone();
@@ -86,41 +93,12 @@ pub async fn serve_proxy(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let ip = ip_header_value(peer.ip());
-                let conn = Arc::new(Connection {
-                    client: ClientInfo { ip },
-                    handoff: Handoff::default(),
-                    clock: HeadClock::default(),
-                    _open: proxy.metrics().connection_opened(),
-                });
-                let (builder, header_timer) = builders.get(proxy.limits());
-                let io = TokioIo::new(WatchedStream::new(stream, conn.clone()));
-                let service = {
-                    let proxy = proxy.clone();
-                    let conn = conn.clone();
-                    service_fn(move |req| {
-                        let proxy = proxy.clone();
-                        let exchange = Exchange::begin(conn.clone());
-                        async move {
-                            let response = proxy.handle(req, &exchange.conn().client).await;
-                            Ok::<_, Infallible>(
-                                response.map(|body| ExchangeBody::new(body, exchange)),
-                            )
-                        }
-                    })
-                };
-                // Boxed: hyper's connection is large, and the task's future
-                // is moved on spawn and written again when it completes.
-                let serving = Box::pin(
-                    builder
-                        .serve_connection_with_upgrades(io, service)
-                        .into_owned(),
-                );
-                connections.spawn(serve_connection(
-                    serving,
-                    conn,
-                    header_timer,
-                    proxy.metrics().clone(),
+                let settings = settings.get(proxy.limits());
+                connections.spawn(serve_client(
+                    stream,
+                    peer.ip(),
+                    proxy.clone(),
+                    settings,
                     shutdown.clone(),
                 ));
             }
@@ -144,6 +122,85 @@ pub async fn serve_proxy(
             tracing::warn!(?local, ?grace, "grace period over; closing remaining connections");
         }
     }
+}
+
+/// Serves one client connection: on the direct path while it can, then
+/// (if it needs to) with hyper.
+async fn serve_client(
+    stream: TcpStream,
+    peer: IpAddr,
+    proxy: Arc<Proxy>,
+    settings: Arc<ConnSettings>,
+    shutdown: Shutdown,
+) {
+    let open = proxy.metrics().connection_opened();
+    let client = ClientInfo {
+        ip: ip_header_value(peer),
+    };
+    match direct::serve(stream, &client, &proxy, &settings, &shutdown).await {
+        Ended::Closed => {}
+        Ended::HeadTimeout(stream) => {
+            proxy.metrics().header_timeouts.fetch_add(1, Relaxed);
+            // Boxed: rare, and its 1 KiB read buffer would otherwise be
+            // part of every connection's task.
+            Box::pin(answer_timeout(stream)).await;
+        }
+        Ended::Handover(stream, read) => {
+            // Boxed: hyper's connection is large and most connections
+            // never get here.
+            Box::pin(serve_with_hyper(
+                stream, read, client, open, proxy, settings, shutdown,
+            ))
+            .await;
+        }
+    }
+}
+
+/// Serves the rest of a connection with hyper (HTTP/1.1 with bodies and
+/// upgrades, h2c), starting with the bytes the direct path already read.
+async fn serve_with_hyper(
+    stream: TcpStream,
+    read: Bytes,
+    client: ClientInfo,
+    open: ConnectionGuard,
+    proxy: Arc<Proxy>,
+    settings: Arc<ConnSettings>,
+    shutdown: Shutdown,
+) {
+    let conn = Arc::new(Connection {
+        client,
+        handoff: Handoff::default(),
+        clock: HeadClock::default(),
+        _open: open,
+    });
+    let io = TokioIo::new(WatchedStream::with_prefix(stream, read, conn.clone()));
+    let service = {
+        let proxy = proxy.clone();
+        let conn = conn.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let proxy = proxy.clone();
+            let exchange = Exchange::begin(conn.clone());
+            async move {
+                let req = req.map(UpstreamBody::Stream);
+                let response = proxy.handle(req, &exchange.conn().client).await;
+                Ok::<_, Infallible>(response.map(|body| ExchangeBody::new(body, exchange)))
+            }
+        })
+    };
+    let serving = Box::pin(
+        settings
+            .builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned(),
+    );
+    serve_connection(
+        serving,
+        conn,
+        settings.header_timer,
+        proxy.metrics().clone(),
+        shutdown,
+    )
+    .await;
 }
 
 /// Drives one connection under its head timer until it ends (after a
@@ -230,31 +287,51 @@ async fn answer_timeout(mut stream: TcpStream) {
     .await;
 }
 
-/// The connection builder for the limits in force, built once per change.
-#[derive(Default)]
-struct BuilderCache {
-    current: Option<(Limits, auto::Builder<TokioExecutor>)>,
+/// How connections are served under the limits in force.
+pub(crate) struct ConnSettings {
+    /// hyper's server, for connections the direct path hands over.
+    builder: auto::Builder<TokioExecutor>,
+    /// The time a client has for each request head.
+    header_timer: Duration,
+    /// A request head not complete within this many bytes goes to hyper,
+    /// which answers 431 (its read buffer has the same bound).
+    head_buffer: usize,
 }
 
-impl BuilderCache {
-    fn get(&mut self, limits: Limits) -> (&auto::Builder<TokioExecutor>, Duration) {
-        let timer = header_timer(&limits);
-        // Compared in place: the builder is large, and moving it out and
-        // back per connection showed up in profiles.
+/// The settings for the limits in force, built once per change.
+#[derive(Default)]
+struct SettingsCache {
+    current: Option<(Limits, Arc<ConnSettings>)>,
+}
+
+impl SettingsCache {
+    fn get(&mut self, limits: Limits) -> Arc<ConnSettings> {
+        // Compared in place: cloning or moving the limits per connection
+        // showed up in profiles.
         if !matches!(&self.current, Some((cached, _)) if *cached == limits) {
             self.current = None;
         }
-        let (_, builder) = self.current.get_or_insert_with(|| {
-            let builder = connection_builder(&limits);
-            (limits, builder)
+        let (_, settings) = self.current.get_or_insert_with(|| {
+            let settings = Arc::new(ConnSettings {
+                builder: connection_builder(&limits),
+                header_timer: header_timer(&limits),
+                head_buffer: head_buffer(&limits),
+            });
+            (limits, settings)
         });
-        (builder, timer)
+        settings.clone()
     }
 }
 
 /// The time a client has for each request head, and for its first byte.
 fn header_timer(limits: &Limits) -> Duration {
     limits.header_read_timeout.min(limits.client_idle_timeout)
+}
+
+/// The read buffer bound for HTTP/1 heads: `max_header_bytes`, at least
+/// hyper's minimum.
+fn head_buffer(limits: &Limits) -> usize {
+    usize::try_from(limits.max_header_bytes.max(1).max(HYPER_MIN_BUF)).unwrap_or(usize::MAX)
 }
 
 /// An HTTP/1.1 + h2c connection builder applying `limits`.
@@ -269,7 +346,7 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         // hyper answers 431 to a head that overflows its read buffer (at
         // least 8 KiB, its minimum); the proxy checks every parsed head
         // exactly (proxy::head).
-        .max_buf_size(usize::try_from(header_bytes.max(HYPER_MIN_BUF)).unwrap_or(usize::MAX))
+        .max_buf_size(head_buffer(limits))
         .keep_alive(true);
     builder
         .http2()

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use http::header::{ACCEPT_ENCODING, HOST, IF_RANGE, RANGE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use switchyard_shared::routing::RequestInfo;
 
 use crate::deadline::Deadlines;
@@ -25,6 +24,7 @@ use crate::telemetry;
 use body::ProxyBody;
 use error::{text_response, ProxyError};
 use forward::{ClientInfo, Route};
+use upstream_body::UpstreamBody;
 
 /// Shared by every proxy connection.
 #[derive(Debug)]
@@ -60,10 +60,12 @@ impl Proxy {
             .unwrap_or_default()
     }
 
-    /// Answers one request; never fails (errors become responses).
+    /// Answers one request; never fails (errors become responses). The
+    /// body is the client's stream, or `UpstreamBody::Full(None)` for a
+    /// request without one.
     pub async fn handle(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<UpstreamBody>,
         client: &ClientInfo,
     ) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
@@ -158,7 +160,7 @@ fn prepare_for_rewrite(headers: &mut HeaderMap) {
 }
 
 /// The request's host: the `Host` header, else the URI authority (h2).
-fn host_value(req: &Request<Incoming>) -> Option<HeaderValue> {
+fn host_value<B>(req: &Request<B>) -> Option<HeaderValue> {
     match req.headers().get(HOST) {
         Some(h) => Some(h.clone()),
         None => req

@@ -25,6 +25,11 @@ impl Trigger {
 
 impl Shutdown {
     /// Resolves once shutdown was requested (or the trigger is gone).
+    /// Whether the signal has fired (or its trigger is gone), without waiting.
+    pub fn is_signalled(&self) -> bool {
+        *self.0.borrow() || self.0.has_changed().is_err()
+    }
+
     pub async fn wait(&mut self) {
         // An error means the trigger was dropped: that is shutdown too.
         let _ = self.0.wait_for(|fired| *fired).await;

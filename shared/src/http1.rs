@@ -1,17 +1,24 @@
-//! HTTP/1.1 towards upstream servers, as pure functions over buffers: the
+//! HTTP/1.1 as pure functions over buffers. Towards upstream servers: the
 //! request head written to a server ([`encode_request_head`]), a response
 //! head parsed from the bytes read back and how its body is framed
 //! ([`parse_response_head`]), and the chunked body decoder
-//! ([`ChunkedDecoder`]). The data plane's upstream connections drive these
-//! over their own sockets; nothing here does I/O.
+//! ([`ChunkedDecoder`]). Towards clients: a bodiless request head
+//! ([`parse_request_head`]) and the response head with its framing
+//! ([`response_framing`], [`encode_response_head`]). The data plane drives
+//! these over its own sockets; nothing here does I/O.
 
 mod chunked;
 mod request;
 mod response;
+mod server;
 
 pub use chunked::{ChunkedDecoder, Decoded};
 pub use request::encode_request_head;
 pub use response::{parse_response_head, BodyFraming, ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES};
+pub use server::{
+    encode_chunk_size, encode_response_head, parse_request_head, response_framing,
+    ConnectionHeader, ParsedRequest, RequestHead, ResponseFraming, LAST_CHUNK,
+};
 
 /// Why bytes from a server are not a valid HTTP/1.1 response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

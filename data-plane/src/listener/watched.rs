@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -95,15 +96,36 @@ pub struct WatchedStream<C: AsRef<Handoff>> {
     /// Bytes were read after the last write: part of a new request (or of
     /// the current one's body) is in.
     input_pending: bool,
+    /// Bytes read from the socket before hyper took it, read first.
+    prefix: Bytes,
 }
 
 impl<C: AsRef<Handoff>> WatchedStream<C> {
+    #[cfg(test)]
     pub fn new(stream: TcpStream, conn: Arc<C>) -> Self {
+        Self::with_prefix(stream, Bytes::new(), conn)
+    }
+
+    /// A stream whose first bytes are `prefix` (already read from it).
+    pub fn with_prefix(stream: TcpStream, prefix: Bytes, conn: Arc<C>) -> Self {
         Self {
             stream: Some(stream),
             conn,
             proto: Proto::Sniffing(0),
             input_pending: false,
+            prefix,
+        }
+    }
+
+    fn saw_input(&mut self, new: &[u8]) {
+        self.input_pending = true;
+        if let Proto::Sniffing(_) = self.proto {
+            self.proto = self.proto.after(new);
+            if !matches!(self.proto, Proto::Sniffing(_)) {
+                let handoff = (*self.conn).as_ref();
+                handoff.http2.store(self.proto == Proto::Http2, Relaxed);
+                handoff.started.store(true, Relaxed);
+            }
         }
     }
 }
@@ -132,22 +154,20 @@ impl<C: AsRef<Handoff>> AsyncRead for WatchedStream<C> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            let taken = this.prefix.split_to(n);
+            buf.put_slice(&taken);
+            this.saw_input(&taken);
+            return Poll::Ready(Ok(()));
+        }
         let Some(stream) = this.stream.as_mut() else {
             return Poll::Ready(Err(gone()));
         };
         let before = buf.filled().len();
         let polled = Pin::new(stream).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.input_pending = true;
-            if let Proto::Sniffing(_) = this.proto {
-                let new = buf.filled().get(before..).unwrap_or_default();
-                this.proto = this.proto.after(new);
-                if !matches!(this.proto, Proto::Sniffing(_)) {
-                    let handoff = (*this.conn).as_ref();
-                    handoff.http2.store(this.proto == Proto::Http2, Relaxed);
-                    handoff.started.store(true, Relaxed);
-                }
-            }
+            this.saw_input(buf.filled().get(before..).unwrap_or_default());
         }
         polled
     }

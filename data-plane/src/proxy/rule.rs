@@ -8,7 +8,6 @@ use std::sync::Arc;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use switchyard_shared::config::Limits;
 
 use super::body::ProxyBody;
@@ -22,7 +21,7 @@ pub const FALLBACK_HEADER: &str = "x-switchyard-fallback";
 
 /// Forwards `req` per `rule`, answering errors and fallbacks itself.
 pub async fn forward_rule(
-    req: Request<Incoming>,
+    req: Request<UpstreamBody>,
     rule: &RuleRuntime,
     route: Route<'_>,
     limits: &Limits,
@@ -63,7 +62,7 @@ pub async fn forward_rule(
 
 /// Applies the body limit and the whole-request timeout around `forward`.
 async fn limited_forward(
-    req: Request<Incoming>,
+    req: Request<UpstreamBody>,
     route: Route<'_>,
     limits: &Limits,
     client: &ClientInfo,
@@ -84,13 +83,13 @@ async fn limited_forward(
         }
         let flag = exceeded.insert(Arc::new(AtomicBool::new(false))).clone();
         req.map(|b| UpstreamBody::Limited {
-            inner: Box::new(UpstreamBody::Stream(b)),
+            inner: Box::new(b),
             seen: 0,
             limit,
             exceeded: flag,
         })
     } else {
-        req.map(UpstreamBody::Stream)
+        req
     };
     let result = match limits.request_timeout {
         Some(timeout) => tokio::time::timeout(timeout, forward(req, route, client, host))

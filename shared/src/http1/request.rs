@@ -33,14 +33,14 @@ pub fn encode_request_head(
     if body_len > 0 || carries_body {
         out.extend_from_slice(b"content-length: ");
         let mut digits = [0u8; 20];
-        out.extend_from_slice(decimal(body_len, &mut digits));
+        out.extend_from_slice(decimal(body_len as u64, &mut digits));
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
 
 /// `n` in decimal, without going through `fmt`.
-fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
+pub(super) fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut start = digits.len();
     loop {
         start -= 1;
@@ -97,7 +97,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn decimal_matches_display(n in any::<usize>()) {
+        fn decimal_matches_display(n in any::<u64>()) {
             let mut digits = [0u8; 20];
             let expected = n.to_string();
             prop_assert_eq!(decimal(n, &mut digits), expected.as_bytes());

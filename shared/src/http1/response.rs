@@ -138,7 +138,7 @@ pub fn parse_response_head(
 
 /// Where `part`, a slice of the buffer starting at address `base`, lies
 /// in it (an empty part anywhere else counts as empty at the start).
-fn offset(base: usize, part: &[u8]) -> Range<u32> {
+pub(super) fn offset(base: usize, part: &[u8]) -> Range<u32> {
     let start = (part.as_ptr() as usize).checked_sub(base);
     match start.and_then(|s| u32::try_from(s).ok()) {
         Some(start) if !part.is_empty() => start..start.saturating_add(part.len() as u32),
@@ -227,7 +227,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Http1Error> {
 
 /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when
 /// told `keep-alive`.
-fn persistent(headers: &HeaderMap, version: Version) -> bool {
+pub(super) fn persistent(headers: &HeaderMap, version: Version) -> bool {
     let has = |token: &[u8]| {
         headers
             .get_all(CONNECTION)

@@ -1,0 +1,382 @@
+//! The direct HTTP/1.1 path: a client connection served in its own task
+//! without hyper for the common request, one with no body and no upgrade.
+//! Parsing and head encoding are the pure functions of
+//! `switchyard_shared::http1`; this module drives them over the socket.
+//!
+//! Anything else (the HTTP/2 preface, a request body, an upgrade, `Expect`,
+//! a malformed or oversized head) hands the connection, with the bytes
+//! read so far, to hyper's server for the rest of its life, which answers
+//! exactly as it would have from the start (400, 431, h2c...).
+//!
+//! Limits and stops are the same as hyper's path (see the listener's
+//! module doc): one lazily re-armed timer for each wait for a request head
+//! (quiet close if nothing of a request came, 408 if part of one did), and
+//! a graceful stop that lets the response in progress finish with
+//! `Connection: close` and closes idle connections at once.
+
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+#[cfg(test)]
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::CONNECTION;
+use http::{HeaderMap, Method, Request, Response, Version};
+use http_body::Body;
+use switchyard_shared::http1::{
+    encode_chunk_size, encode_response_head, parse_request_head, response_framing,
+    ConnectionHeader, ParsedRequest, RequestHead, ResponseFraming, LAST_CHUNK,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use super::ConnSettings;
+use crate::lazy::LazyPoll;
+use crate::proxy::forward::ClientInfo;
+use crate::proxy::upstream_body::UpstreamBody;
+use crate::proxy::Proxy;
+use crate::shutdown::Shutdown;
+
+/// The read buffer a connection starts with (hyper's too).
+const INPUT_BUF: usize = 8 * 1024;
+/// Body chunks up to this size are copied behind the head (one write);
+/// larger ones are written from where they are, beside the buffer.
+const COPY_LIMIT: usize = 8 * 1024;
+/// Buffered output is written once it reaches this size.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// How the direct path left a connection.
+pub(super) enum Ended {
+    /// Closed (by either side) or to be closed: nothing more to do.
+    Closed,
+    /// Hand the socket and the unparsed bytes to hyper.
+    Handover(TcpStream, Bytes),
+    /// Part of a request head arrived but not all of it in time: owed a
+    /// 408.
+    HeadTimeout(TcpStream),
+}
+
+/// Serves requests on `stream` until it closes, or until it needs hyper.
+pub(super) async fn serve(
+    stream: TcpStream,
+    client: &ClientInfo,
+    proxy: &Proxy,
+    settings: &ConnSettings,
+    shutdown: &Shutdown,
+) -> Ended {
+    let mut conn = DirectConn {
+        stream,
+        input: BytesMut::with_capacity(INPUT_BUF),
+        out: Vec::new(),
+        recycled: HeaderMap::new(),
+    };
+    let mut waits = Waits::default();
+    // The wait for the first head starts at accept.
+    let mut waiting_since = Instant::now();
+    loop {
+        let head = match conn
+            .next_head(&mut waits, waiting_since, settings, shutdown)
+            .await
+        {
+            Ok(head) => head,
+            Err(NoHead::Closed) => return Ended::Closed,
+            Err(NoHead::Handover) => return Ended::Handover(conn.stream, conn.input.freeze()),
+            Err(NoHead::Late) => return Ended::HeadTimeout(conn.stream),
+        };
+        let method = head.method.clone();
+        let version = head.version;
+        let keep_alive = head.keep_alive;
+        let response = proxy.handle(into_request(head), client).await;
+        let keep_alive = keep_alive && !shutdown.is_signalled();
+        match conn.respond(response, &method, version, keep_alive).await {
+            Ok(true) => waiting_since = Instant::now(),
+            Ok(false) => {
+                let _ = conn.stream.shutdown().await;
+                return Ended::Closed;
+            }
+            Err(_) => return Ended::Closed,
+        }
+    }
+}
+
+fn into_request(head: RequestHead) -> Request<UpstreamBody> {
+    let mut req = Request::new(UpstreamBody::Full(None));
+    *req.method_mut() = head.method;
+    *req.uri_mut() = head.uri;
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers;
+    req
+}
+
+/// Why no request head came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoHead {
+    Closed,
+    Handover,
+    Late,
+}
+
+/// The head timer and the stop signal, made the first time a connection
+/// has to wait for bytes (a request often arrives with the connection).
+#[derive(Default)]
+struct Waits {
+    armed: Option<(LazyPoll<Sleep>, LazyPoll<StopWait>)>,
+}
+
+type StopWait = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+struct DirectConn {
+    stream: TcpStream,
+    input: BytesMut,
+    out: Vec<u8>,
+    /// The last response's header map, cleared and reused for the next
+    /// request (its room already fits a request plus forwarding headers).
+    recycled: HeaderMap,
+}
+
+impl DirectConn {
+    /// The next request head, reading as needed, under the head timer.
+    async fn next_head(
+        &mut self,
+        waits: &mut Waits,
+        waiting_since: Instant,
+        settings: &ConnSettings,
+        shutdown: &Shutdown,
+    ) -> Result<RequestHead, NoHead> {
+        loop {
+            if !self.input.is_empty() {
+                match parse_request_head(&mut self.input, &mut self.recycled) {
+                    ParsedRequest::Complete(head) => return Ok(head),
+                    ParsedRequest::Unsupported => return Err(NoHead::Handover),
+                    // hyper answers 431 to what overflows its buffer.
+                    ParsedRequest::Partial if self.input.len() >= settings.head_buffer => {
+                        return Err(NoHead::Handover)
+                    }
+                    ParsedRequest::Partial => {}
+                }
+            }
+            if self.input.capacity() - self.input.len() < 1024 {
+                self.input.reserve(INPUT_BUF);
+            }
+            let (timer, stop) = waits.armed.get_or_insert_with(|| {
+                let deadline = waiting_since + settings.header_timer;
+                let mut shutdown = shutdown.clone();
+                let stop: StopWait = Box::pin(async move { shutdown.wait().await });
+                (
+                    LazyPoll::new(tokio::time::sleep_until(deadline.into())),
+                    LazyPoll::new(stop),
+                )
+            });
+            tokio::select! {
+                // Bytes that are there go first: a head that arrived just
+                // in time is served.
+                biased;
+                read = self.stream.read_buf(&mut self.input) => match read {
+                    Ok(0) | Err(_) => return Err(NoHead::Closed),
+                    Ok(_) => {}
+                },
+                () = stop.ready() => return Err(NoHead::Closed),
+                () = timer.ready() => {
+                    let deadline = waiting_since + settings.header_timer;
+                    if Instant::now() < deadline {
+                        timer.inner_mut().reset(deadline.into());
+                    } else if self.input.is_empty() {
+                        // Nothing of a request: close quietly (nginx too).
+                        return Err(NoHead::Closed);
+                    } else {
+                        return Err(NoHead::Late);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `response`; `Ok(true)` if the connection stays open.
+    async fn respond<B>(
+        &mut self,
+        response: Response<B>,
+        method: &Method,
+        version: Version,
+        keep_alive: bool,
+    ) -> io::Result<bool>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let (parts, mut body) = response.into_parts();
+        let framing = response_framing(
+            method,
+            parts.status,
+            &parts.headers,
+            body.size_hint().exact(),
+            version,
+        );
+        let keep_alive =
+            keep_alive && framing != ResponseFraming::UntilClose && !wants_close(&parts.headers);
+        let connection = match (keep_alive, version) {
+            (false, _) => ConnectionHeader::Close,
+            (true, Version::HTTP_10) => ConnectionHeader::KeepAlive,
+            (true, _) => ConnectionHeader::Default,
+        };
+        DATE.with_borrow_mut(|date| {
+            encode_response_head(
+                &mut self.out,
+                parts.status,
+                &parts.headers,
+                framing,
+                connection,
+                date.now(),
+            );
+        });
+        self.recycled = parts.headers;
+        let complete = match framing {
+            ResponseFraming::Bodiless { .. } => true,
+            ResponseFraming::Length(n) => self.send_body(&mut body, Some(n), false).await?,
+            ResponseFraming::Chunked => self.send_body(&mut body, None, true).await?,
+            ResponseFraming::UntilClose => self.send_body(&mut body, None, false).await?,
+        };
+        self.flush().await?;
+        Ok(keep_alive && complete)
+    }
+
+    /// Writes the body's data frames (as chunks if `chunked`); `false` if
+    /// the body failed or did not match `length` (the client then sees the
+    /// connection close early, as with hyper).
+    async fn send_body<B>(
+        &mut self,
+        body: &mut B,
+        length: Option<u64>,
+        chunked: bool,
+    ) -> io::Result<bool>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let mut sent: u64 = 0;
+        loop {
+            let out = &self.out;
+            // While the body has nothing ready, what is buffered goes out.
+            let step = std::future::poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Pending if !out.is_empty() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(frame) => Poll::Ready(Some(frame)),
+            })
+            .await;
+            let frame = match step {
+                None => {
+                    self.flush().await?;
+                    continue;
+                }
+                Some(None) => break,
+                Some(Some(Ok(frame))) => frame,
+                Some(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "response body failed; closing the client connection");
+                    return Ok(false);
+                }
+            };
+            let Ok(mut data) = frame.into_data() else {
+                // Trailers: not sent to HTTP/1 clients.
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            if let Some(n) = length {
+                let room = n - sent;
+                if data.len() as u64 > room {
+                    data.truncate(room as usize);
+                    self.write_data(data, false).await?;
+                    return Ok(false);
+                }
+            }
+            sent += data.len() as u64;
+            self.write_data(data, chunked).await?;
+        }
+        if chunked {
+            self.out.extend_from_slice(LAST_CHUNK);
+        }
+        Ok(length.is_none_or(|n| n == sent))
+    }
+
+    async fn write_data(&mut self, data: Bytes, chunked: bool) -> io::Result<()> {
+        if chunked {
+            encode_chunk_size(&mut self.out, data.len());
+        }
+        if data.len() <= COPY_LIMIT {
+            self.out.extend_from_slice(&data);
+        } else {
+            self.write_beside(data).await?;
+        }
+        if chunked {
+            self.out.extend_from_slice(b"\r\n");
+        }
+        if self.out.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered output and then `data`, vectored, uncopied.
+    async fn write_beside(&mut self, mut data: Bytes) -> io::Result<()> {
+        let mut written_out = 0;
+        while written_out < self.out.len() || data.has_remaining() {
+            let pending = self.out.get(written_out..).unwrap_or_default();
+            let slices = [IoSlice::new(pending), IoSlice::new(&data)];
+            let n = self.stream.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let from_out = n.min(pending.len());
+            written_out += from_out;
+            data.advance(n - from_out);
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Whether the response asks for the connection to close.
+fn wants_close(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
+thread_local! {
+    static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { secs: u64::MAX, text: Vec::new() }) };
+}
+
+/// The `Date` header value, formatted once per second per thread.
+struct CachedDate {
+    secs: u64,
+    text: Vec<u8>,
+}
+
+impl CachedDate {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if secs != self.secs {
+            self.secs = secs;
+            self.text = httpdate::fmt_http_date(now).into_bytes();
+        }
+        &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests;
