@@ -137,7 +137,11 @@ async fn serve_client(
     let client = ClientInfo {
         ip: ip_header_value(peer),
     };
-    match direct::serve(stream, &client, &proxy, &settings, &shutdown).await {
+    // Boxed once per connection: the direct path's future holds the
+    // request handling and is large; inline, the task would be as large,
+    // and a task is copied whole when spawned and when it completes.
+    let direct = Box::pin(direct::serve(stream, &client, &proxy, &settings, &shutdown));
+    match direct.await {
         Ended::Closed => {}
         Ended::HeadTimeout(stream) => {
             proxy.metrics().header_timeouts.fetch_add(1, Relaxed);

@@ -23,7 +23,6 @@ use std::task::Poll;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::CONNECTION;
 use http::{HeaderMap, Method, Request, Response, Version};
 use http_body::Body;
 use switchyard_shared::http1::{
@@ -215,14 +214,14 @@ impl DirectConn {
             body.size_hint().exact(),
             version,
         );
-        let keep_alive =
-            keep_alive && framing != ResponseFraming::UntilClose && !wants_close(&parts.headers);
+        let keep_alive = keep_alive && framing != ResponseFraming::UntilClose;
         let connection = match (keep_alive, version) {
             (false, _) => ConnectionHeader::Close,
             (true, Version::HTTP_10) => ConnectionHeader::KeepAlive,
             (true, _) => ConnectionHeader::Default,
         };
-        DATE.with_borrow_mut(|date| {
+        // A response that asks to close (a 413) has it its way.
+        let connection = DATE.with_borrow_mut(|date| {
             encode_response_head(
                 &mut self.out,
                 parts.status,
@@ -230,8 +229,9 @@ impl DirectConn {
                 framing,
                 connection,
                 date.now(),
-            );
+            )
         });
+        let keep_alive = connection != ConnectionHeader::Close;
         self.recycled = parts.headers;
         let complete = match framing {
             ResponseFraming::Bodiless { .. } => true,
@@ -345,15 +345,6 @@ impl DirectConn {
         }
         Ok(())
     }
-}
-
-/// Whether the response asks for the connection to close.
-fn wants_close(headers: &HeaderMap) -> bool {
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
 }
 
 thread_local! {

@@ -49,6 +49,8 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
     // Where each name and value lies in `buf`, as [start, end] pairs.
     let mut ranges = [[0u32; 4]; MAX_HEADERS];
     let base = buf.as_ptr() as usize;
+    // Only a request with a `Connection` header needs its tokens read.
+    let mut has_connection = false;
     let (head_len, method, target, minor, count) = {
         let mut request = httparse::Request::new(&mut []);
         let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
@@ -62,8 +64,10 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
             Err(_) => return ParsedRequest::Unsupported,
         };
         for (range, header) in ranges.iter_mut().zip(request.headers.iter()) {
-            if needs_general_server(header) {
-                return ParsedRequest::Unsupported;
+            match classify(header) {
+                Field::NeedsGeneralServer => return ParsedRequest::Unsupported,
+                Field::Connection => has_connection = true,
+                Field::Other => {}
             }
             let name = offset(base, header.name.as_bytes());
             let value = offset(base, header.value);
@@ -83,7 +87,15 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
         )
     };
     let head = buf.split_to(head_len).freeze();
-    match build(&head, method, target, minor, &ranges[..count], headers) {
+    match build(
+        &head,
+        method,
+        target,
+        minor,
+        &ranges[..count],
+        has_connection,
+        headers,
+    ) {
         Some(parsed) => ParsedRequest::Complete(parsed),
         None => {
             // Rare (a target `http::Uri` refuses): put the bytes back.
@@ -96,17 +108,29 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
     }
 }
 
-/// Whether a header makes the request one for the general server: a body
-/// (`Transfer-Encoding`, a `Content-Length` other than 0), an upgrade, or
-/// `Expect`.
-fn needs_general_server(header: &httparse::Header<'_>) -> bool {
+/// What a request header means for the direct path.
+enum Field {
+    /// A body (`Transfer-Encoding`, a `Content-Length` other than 0), an
+    /// upgrade, or `Expect`: the request is one for the general server.
+    NeedsGeneralServer,
+    Connection,
+    Other,
+}
+
+fn classify(header: &httparse::Header<'_>) -> Field {
     let name = header.name.as_bytes();
-    match name.len() {
+    let general = match name.len() {
         6 => name.eq_ignore_ascii_case(b"expect"),
         7 => name.eq_ignore_ascii_case(b"upgrade"),
+        10 if name.eq_ignore_ascii_case(b"connection") => return Field::Connection,
         14 => name.eq_ignore_ascii_case(b"content-length") && header.value.trim_ascii() != b"0",
         17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
         _ => false,
+    };
+    if general {
+        Field::NeedsGeneralServer
+    } else {
+        Field::Other
     }
 }
 
@@ -116,6 +140,7 @@ fn build(
     target: Range<u32>,
     minor: u8,
     ranges: &[[u32; 4]],
+    has_connection: bool,
     headers: &mut HeaderMap,
 ) -> Option<RequestHead> {
     let slice = |r: Range<u32>| head.slice(r.start as usize..r.end as usize);
@@ -134,7 +159,11 @@ fn build(
     } else {
         Version::HTTP_11
     };
-    let keep_alive = persistent(&map, version);
+    let keep_alive = if has_connection {
+        persistent(&map, version)
+    } else {
+        version == Version::HTTP_11
+    };
     Some(RequestHead {
         method,
         uri,
@@ -204,7 +233,9 @@ pub enum ConnectionHeader {
 
 /// Appends the response head to `out`: status line, the response's
 /// headers (without hop-by-hop framing ones, which `framing` replaces),
-/// `date` when the response has none, and the connection's fate.
+/// `date` when the response has none, and the connection's fate:
+/// `connection`, or `Close` if the response itself asks to close. Returns
+/// the connection header written.
 pub fn encode_response_head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -212,26 +243,32 @@ pub fn encode_response_head(
     framing: ResponseFraming,
     connection: ConnectionHeader,
     date: &[u8],
-) {
+) -> ConnectionHeader {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let keep_length = matches!(framing, ResponseFraming::Bodiless { .. });
+    let mut has_date = false;
+    let mut connection = connection;
     for (name, value) in headers {
-        if name == CONNECTION
-            || name == TRANSFER_ENCODING
-            || (name == CONTENT_LENGTH && !keep_length)
-        {
+        if name == CONNECTION {
+            if has_token(value, b"close") {
+                connection = ConnectionHeader::Close;
+            }
             continue;
         }
+        if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && !keep_length) {
+            continue;
+        }
+        has_date |= name == DATE;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !headers.contains_key(DATE) {
+    if !has_date {
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(date);
         out.extend_from_slice(b"\r\n");
@@ -252,6 +289,15 @@ pub fn encode_response_head(
         ConnectionHeader::KeepAlive => out.extend_from_slice(b"connection: keep-alive\r\n"),
     }
     out.extend_from_slice(b"\r\n");
+    connection
+}
+
+/// Whether a comma-separated header value lists `token`.
+fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Appends the size line of a chunk of `len` bytes (`len` in hex, CRLF).

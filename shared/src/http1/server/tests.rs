@@ -1,7 +1,7 @@
 use super::*;
 use proptest::prelude::*;
 
-const DATE: &[u8] = b"Thu, 26 Nov 2026 13:45:00 GMT";
+const NOW: &[u8] = b"Thu, 26 Nov 2026 13:45:00 GMT";
 
 fn parse(raw: &[u8]) -> (ParsedRequest, BytesMut) {
     let mut buf = BytesMut::from(raw);
@@ -116,7 +116,8 @@ fn encoded(
         map.append(*k, HeaderValue::from_static(v));
     }
     let mut out = Vec::new();
-    encode_response_head(&mut out, status, &map, framing, connection, DATE);
+    let _ = encode_response_head(&mut out, status, &map, framing, connection, NOW);
+
     String::from_utf8(out).unwrap_or_default()
 }
 
@@ -247,5 +248,28 @@ proptest! {
             let got = head.headers.get(format!("x-h{i}"));
             prop_assert_eq!(got.map(|g| g.as_bytes()), Some(v.trim().as_bytes()));
         }
+    }
+}
+
+#[test]
+fn a_response_asking_to_close_is_written_and_reported_as_closing() {
+    let mut map = HeaderMap::new();
+    map.insert(CONNECTION, HeaderValue::from_static("Close"));
+    map.insert(http::header::DATE, HeaderValue::from_static("then"));
+    for asked in [ConnectionHeader::Default, ConnectionHeader::KeepAlive] {
+        let mut out = Vec::new();
+        let written = encode_response_head(
+            &mut out,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &map,
+            ResponseFraming::Length(0),
+            asked,
+            NOW,
+        );
+        assert_eq!(written, ConnectionHeader::Close);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 413 Payload Too Large\r\ndate: then\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
     }
 }
