@@ -219,8 +219,10 @@ impl PathIndex {
             }
         }
         if let Some((set, ids)) = &self.regex {
-            // Only worth running when a regex rule could still win.
-            if ids.first().is_some_and(|&first| first < *best) {
+            // Only worth running when a regex rule could still win; the
+            // yes/no search stops early and usually says no, the search
+            // for every matching pattern does not.
+            if ids.first().is_some_and(|&first| first < *best) && set.is_match(req.path) {
                 tally();
                 for i in set.matches(req.path).iter() {
                     consider(rules, req, std::slice::from_ref(&ids[i]), best);

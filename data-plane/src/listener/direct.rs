@@ -42,6 +42,9 @@ use crate::shutdown::Shutdown;
 
 /// The read buffer a connection starts with (hyper's too).
 const INPUT_BUF: usize = 8 * 1024;
+/// The write buffer a connection starts with: a head and a small body
+/// without growing it.
+const OUTPUT_BUF: usize = 4 * 1024;
 /// Body chunks up to this size are copied behind the head (one write);
 /// larger ones are written from where they are, beside the buffer.
 const COPY_LIMIT: usize = 8 * 1024;
@@ -70,7 +73,7 @@ pub(super) async fn serve(
     let mut conn = DirectConn {
         stream,
         input: BytesMut::with_capacity(INPUT_BUF),
-        out: Vec::new(),
+        out: Vec::with_capacity(OUTPUT_BUF),
         recycled: HeaderMap::new(),
     };
     let mut waits = Waits::default();

@@ -227,7 +227,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Http1Error> {
 
 /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when
 /// told `keep-alive`.
-pub(super) fn persistent(headers: &HeaderMap, version: Version) -> bool {
+fn persistent(headers: &HeaderMap, version: Version) -> bool {
     let has = |token: &[u8]| {
         headers
             .get_all(CONNECTION)

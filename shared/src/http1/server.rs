@@ -10,8 +10,12 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
-use super::response::{offset, persistent};
+use super::response::offset;
 use super::MAX_HEADERS;
+
+/// Room left in a request's header map for the headers a proxy adds
+/// (`X-Forwarded-*`, `Via`), so adding them does not grow it.
+const PROXY_ROOM: usize = 6;
 
 /// What the bytes at the front of a client's buffer hold.
 // Returned and matched at once per request: boxing the head would cost an
@@ -49,8 +53,8 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
     // Where each name and value lies in `buf`, as [start, end] pairs.
     let mut ranges = [[0u32; 4]; MAX_HEADERS];
     let base = buf.as_ptr() as usize;
-    // Only a request with a `Connection` header needs its tokens read.
-    let mut has_connection = false;
+    // `Connection` tokens, read while the headers are classified.
+    let mut connection = ConnectionTokens::default();
     let (head_len, method, target, minor, count) = {
         let mut request = httparse::Request::new(&mut []);
         let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
@@ -66,7 +70,7 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
         for (range, header) in ranges.iter_mut().zip(request.headers.iter()) {
             match classify(header) {
                 Field::NeedsGeneralServer => return ParsedRequest::Unsupported,
-                Field::Connection => has_connection = true,
+                Field::Connection => connection.read(header.value),
                 Field::Other => {}
             }
             let name = offset(base, header.name.as_bytes());
@@ -93,7 +97,7 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
         target,
         minor,
         &ranges[..count],
-        has_connection,
+        connection,
         headers,
     ) {
         Some(parsed) => ParsedRequest::Complete(parsed),
@@ -104,6 +108,22 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
             restored.extend_from_slice(buf);
             *buf = restored;
             ParsedRequest::Unsupported
+        }
+    }
+}
+
+/// The `Connection` tokens that decide whether a connection persists.
+#[derive(Debug, Default, Clone, Copy)]
+struct ConnectionTokens {
+    close: bool,
+    keep_alive: bool,
+}
+
+impl ConnectionTokens {
+    fn read(&mut self, value: &[u8]) {
+        for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            self.close |= token.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
         }
     }
 }
@@ -140,14 +160,15 @@ fn build(
     target: Range<u32>,
     minor: u8,
     ranges: &[[u32; 4]],
-    has_connection: bool,
+    connection: ConnectionTokens,
     headers: &mut HeaderMap,
 ) -> Option<RequestHead> {
     let slice = |r: Range<u32>| head.slice(r.start as usize..r.end as usize);
     let uri = Uri::from_maybe_shared(slice(target)).ok()?;
     let mut map = std::mem::take(headers);
     map.clear();
-    map.reserve(ranges.len());
+    // One allocation for a fresh map, with room for what a proxy adds.
+    map.reserve(ranges.len() + PROXY_ROOM);
     for [name_start, name_end, value_start, value_end] in ranges {
         let name = head.get(*name_start as usize..*name_end as usize)?;
         let name = HeaderName::from_bytes(name).ok()?;
@@ -159,10 +180,11 @@ fn build(
     } else {
         Version::HTTP_11
     };
-    let keep_alive = if has_connection {
-        persistent(&map, version)
-    } else {
-        version == Version::HTTP_11
+    // HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only
+    // when told `keep-alive`.
+    let keep_alive = match version {
+        Version::HTTP_10 => connection.keep_alive,
+        _ => !connection.close,
     };
     Some(RequestHead {
         method,

@@ -39,7 +39,15 @@ fn a_bodiless_head_is_split_off_and_what_follows_stays() {
 
 #[test]
 fn the_connection_default_follows_the_version() {
-    let cases: [(&[u8], bool); 5] = [
+    let cases: [(&[u8], bool); 7] = [
+        (
+            b"GET / HTTP/1.0\r\nConnection: foo\r\nconnection: Keep-Alive\r\n\r\n",
+            true,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+            false,
+        ),
         (b"GET / HTTP/1.1\r\n\r\n", true),
         (b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n", false),
         (b"GET / HTTP/1.0\r\n\r\n", false),
