@@ -4,7 +4,9 @@
 //! over `max_header_bytes` get `431` to the byte (from the proxy's check
 //! and from hyper's buffer, HTTP/1 and HTTP/2), and a per-try timeout
 //! without retries is a `504`. Body limits (413) and the whole-request
-//! timeout are in `traffic.rs`.
+//! timeout are in `traffic.rs`. Also over raw TCP: the data plane's own
+//! HTTP/1.1 path (pipelining, HTTP/1.0, HEAD, the move to hyper when a
+//! request with a body comes on a keep-alive connection).
 
 use std::time::{Duration, Instant};
 
@@ -281,4 +283,145 @@ async fn request_heads_over_max_header_bytes_get_431_to_the_byte() {
     assert_eq!(r.status().as_u16(), 504);
     assert_eq!(r.headers()["x-switchyard-error"], "upstream-timeout");
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// Reads responses one at a time from a connection that may deliver
+/// several in one read (pipelining): what follows a response is kept.
+struct Responses {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Responses {
+    /// The next response (head and `content-length` body).
+    async fn next(&mut self) -> String {
+        loop {
+            if let Some(end) = complete_response(&self.buf) {
+                let rest = self.buf.split_off(end);
+                let response = std::mem::replace(&mut self.buf, rest);
+                return String::from_utf8_lossy(&response).into_owned();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(MARGIN, self.tcp.read(&mut chunk))
+                .await
+                .expect("response in time")
+                .expect("read");
+            assert!(
+                n > 0,
+                "closed mid-response: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Where the first whole response in `buf` ends, if it is all there.
+fn complete_response(buf: &[u8]) -> Option<usize> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("content-length:")?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .expect("content-length");
+    (buf.len() >= head_end + length).then_some(head_end + length)
+}
+
+async fn send(tcp: &mut TcpStream, bytes: &str) {
+    tcp.write_all(bytes.as_bytes()).await.expect("write");
+}
+
+fn path_in(response: &str) -> &str {
+    response
+        .split_once("\"path\":\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or("", |(path, _)| path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_pipelining_versions_head_and_a_body_mid_connection() {
+    let limited = stack().await;
+    let dp = &limited.stack.dp;
+
+    // Three requests in one write: three answers, in order.
+    let mut responses = Responses {
+        tcp: connect(dp).await,
+        buf: Vec::new(),
+    };
+    send(
+        &mut responses.tcp,
+        "GET /p1 HTTP/1.1\r\nHost: a\r\n\r\nGET /p2 HTTP/1.1\r\nHost: a\r\n\r\nGET /p3 HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    for path in ["/p1", "/p2", "/p3"] {
+        let response = responses.next().await;
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert_eq!(path_in(&response), path, "{response}");
+    }
+    // A request with a body on the same connection (hyper takes it over)
+    // with a GET right behind it: nothing lost, nothing out of order.
+    send(
+        &mut responses.tcp,
+        "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    let response = responses.next().await;
+    assert!(response.contains("\"method\":\"POST\""), "{response}");
+    assert_eq!(path_in(&response), "/form");
+    assert_eq!(path_in(&responses.next().await), "/after");
+    send(&mut responses.tcp, "GET /later HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(path_in(&responses.next().await), "/later");
+
+    // HEAD: the head alone (with the length of the body it describes),
+    // then the next answer right behind it.
+    let mut tcp = connect(dp).await;
+    send(
+        &mut tcp,
+        "HEAD /h HTTP/1.1\r\nHost: a\r\n\r\nGET /g HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (both, _) = read_until_closed(&mut tcp, MARGIN).await;
+    let (head, rest) = both.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{both}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: "),
+        "{both}"
+    );
+    assert!(
+        rest.starts_with("HTTP/1.1 200 OK\r\n"),
+        "HEAD sent a body: {both}"
+    );
+    assert!(
+        rest.to_ascii_lowercase().contains("connection: close\r\n"),
+        "{rest}"
+    );
+    assert_eq!(path_in(rest), "/g");
+
+    // HTTP/1.0: closed after the answer unless it asked for keep-alive.
+    let mut tcp = connect(dp).await;
+    send(&mut tcp, "GET /ten HTTP/1.0\r\nHost: a\r\n\r\n").await;
+    let (response, _) = read_until_closed(&mut tcp, MARGIN).await;
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert_eq!(path_in(&response), "/ten");
+    let mut tcp = connect(dp).await;
+    for path in ["/ka1", "/ka2"] {
+        send(
+            &mut tcp,
+            &format!("GET {path} HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"),
+        )
+        .await;
+        let response = read_response(&mut tcp).await;
+        assert!(
+            response
+                .to_ascii_lowercase()
+                .contains("connection: keep-alive\r\n"),
+            "{response}"
+        );
+        assert_eq!(path_in(&response), path);
+    }
 }
