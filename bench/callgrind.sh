@@ -10,9 +10,10 @@
 #   bench/callgrind.sh --close                  # a new connection per request
 #   bench/callgrind.sh --rules 10000            # the routing-scale config
 #
-# Uses the release binaries in target/release (build them first:
-# cargo build --release -p switchyard-control-plane -p switchyard-data-plane
-# -p switchyard-bench-backend). Prints one line: requests, instructions and
+# Uses the release binaries in target/release and the data plane as
+# bench/run.sh measures it, in target/dist (build them first:
+# cargo build --release -p switchyard-control-plane -p switchyard-bench-backend
+# && cargo build --profile dist -p switchyard-data-plane). Prints one line: requests, instructions and
 # instructions per request; --keep leaves callgrind's profile for
 # callgrind_annotate.
 set -euo pipefail
@@ -46,9 +47,11 @@ for tool in valgrind callgrind_control callgrind_annotate wrk curl taskset; do
   command -v "$tool" >/dev/null || die "$tool is needed (apt-get install valgrind wrk curl util-linux)"
 done
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-for b in switchyard-bench-backend switchyard-control-plane switchyard-data-plane; do
+DP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/dist"
+for b in switchyard-bench-backend switchyard-control-plane; do
   [ -x "$BIN/$b" ] || die "missing $BIN/$b: build the release binaries first"
 done
+[ -x "$DP_BIN/switchyard-data-plane" ] || die "missing $DP_BIN/switchyard-data-plane: cargo build --profile dist -p switchyard-data-plane"
 
 BASE=${BENCH_PORT_BASE:-28400}
 P_BACKEND=$((BASE + 1)) P_PROXY=$((BASE + 2)) P_ADMIN=$((BASE + 3)) P_API=$((BASE + 4)) P_GRPC=$((BASE + 5))
@@ -81,7 +84,7 @@ else
     --data-dir "$WORK/cp" --content-root "$WORK/content" \
     --api-listen "127.0.0.1:$P_API" --grpc-listen "127.0.0.1:$P_GRPC"
   start_bg dp 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$WORK/callgrind.out" \
-    "$BIN/switchyard-data-plane" --control-plane "http://127.0.0.1:$P_GRPC" --node-id callgrind \
+    "$DP_BIN/switchyard-data-plane" --control-plane "http://127.0.0.1:$P_GRPC" --node-id callgrind \
     --listen "127.0.0.1:$P_PROXY" --admin-listen "127.0.0.1:$P_ADMIN" --cache-dir "$WORK/dp" \
     --worker-threads 1 ${DP_EXTRA[@]+"${DP_EXTRA[@]}"}
   DP_PID=$LAST_PID

@@ -98,17 +98,27 @@ ensure_tools() {
 ensure_tools
 
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
+# The data plane under test is built as for production (`dist`: fat LTO,
+# one codegen unit); the control plane and the backend only need `release`.
+DP_BIN=$BIN
+[ "$PROFILE" = release ] && DP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/dist"
 if [ "$BUILD" = 1 ]; then
   build=(cargo build -q -p switchyard-bench-backend)
   [ "$PROFILE" = release ] && build+=(--release)
-  if has_contestant switchyard; then build+=(-p switchyard-control-plane -p switchyard-data-plane); fi
+  if has_contestant switchyard; then build+=(-p switchyard-control-plane); fi
+  if has_contestant switchyard && [ "$PROFILE" = debug ]; then build+=(-p switchyard-data-plane); fi
   log "${build[*]}"
   (cd "$ROOT" && "${build[@]}")
+  if has_contestant switchyard && [ "$PROFILE" = release ]; then
+    log "cargo build -q --profile dist -p switchyard-data-plane"
+    (cd "$ROOT" && cargo build -q --profile dist -p switchyard-data-plane)
+  fi
 fi
 [ "$PROFILE" = release ] || warn "debug binaries: the figures say nothing about performance"
 [ -x "$BIN/switchyard-bench-backend" ] || die "missing $BIN/switchyard-bench-backend (drop --no-build)"
 if has_contestant switchyard; then
-  for b in switchyard-control-plane switchyard-data-plane; do
+  [ -x "$DP_BIN/switchyard-data-plane" ] || die "missing $DP_BIN/switchyard-data-plane (drop --no-build)"
+  for b in switchyard-control-plane; do
     [ -x "$BIN/$b" ] || die "missing $BIN/$b (drop --no-build)"
   done
 fi

@@ -79,7 +79,7 @@ start_switchyard() {
   fi
   [ "$rc" = 0 ] || die "control plane exited with $rc: $(tail -5 "$WORK/cp-$n.err")"
   rm -rf "$WORK/dp-$n"
-  start_bg "dp-$n" "$PROXY_CPU" env RUST_LOG="${BENCH_RUST_LOG:-warn}" "$BIN/switchyard-data-plane" \
+  start_bg "dp-$n" "$PROXY_CPU" env RUST_LOG="${BENCH_RUST_LOG:-warn}" "$DP_BIN/switchyard-data-plane" \
     --control-plane "http://127.0.0.1:$(port cp-grpc "$n")" --node-id "bench-$n" \
     --listen "127.0.0.1:$(port switchyard "$n")" --admin-listen "127.0.0.1:$(port dp-admin "$n")" \
     --cache-dir "$WORK/dp-$n" --worker-threads 1

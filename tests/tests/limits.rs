@@ -63,33 +63,25 @@ async fn connect(dp: &DataPlane) -> TcpStream {
 /// Reads one response (head and `content-length` body) and returns it.
 async fn read_response(tcp: &mut TcpStream) -> String {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(MARGIN, tcp.read(&mut chunk))
-            .await
-            .expect("response in time")
-            .expect("read");
-        assert!(
-            n > 0,
-            "closed mid-response: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .expect("content-length");
-            if body.len() >= length {
-                return text;
-            }
-        }
+    while complete_response(&buf).is_none() {
+        read_more(tcp, &mut buf).await;
     }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Appends what the next read brings; the proxy closing first fails.
+async fn read_more(tcp: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    let n = tokio::time::timeout(MARGIN, tcp.read(&mut chunk))
+        .await
+        .expect("response in time")
+        .expect("read");
+    assert!(
+        n > 0,
+        "closed mid-response: {:?}",
+        String::from_utf8_lossy(buf)
+    );
+    buf.extend_from_slice(&chunk[..n]);
 }
 
 /// Reads until the proxy closes the connection, which must happen within
@@ -301,17 +293,7 @@ impl Responses {
                 let response = std::mem::replace(&mut self.buf, rest);
                 return String::from_utf8_lossy(&response).into_owned();
             }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(MARGIN, self.tcp.read(&mut chunk))
-                .await
-                .expect("response in time")
-                .expect("read");
-            assert!(
-                n > 0,
-                "closed mid-response: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
-            self.buf.extend_from_slice(&chunk[..n]);
+            read_more(&mut self.tcp, &mut self.buf).await;
         }
     }
 }

@@ -186,15 +186,16 @@ fn response<B>(
 async fn a_known_length_body_follows_its_head_with_a_date() {
     let (mut conn, mut client) = pair().await;
     let body = Full::new(Bytes::from_static(b"hello"));
-    let kept = conn
-        .respond(
-            response(StatusCode::OK, &[("x-a", "1")], body),
+    assert_eq!(
+        answer(
+            &mut conn,
             &Method::GET,
             Version::HTTP_11,
-            true,
+            response(StatusCode::OK, &[("x-a", "1")], body)
         )
-        .await;
-    assert!(matches!(kept, Ok(true)));
+        .await,
+        true
+    );
     let date = httpdate::fmt_http_date(SystemTime::now());
     let expected =
         format!("HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: {date}\r\ncontent-length: 5\r\n\r\nhello");
@@ -206,6 +207,23 @@ async fn a_known_length_body_follows_its_head_with_a_date() {
         "{got}"
     );
     assert!(got.ends_with("content-length: 5\r\n\r\nhello"), "{got}");
+}
+
+/// Writes `response` to a `method` request of `version` that allows
+/// keep-alive; whether the connection stays open.
+async fn answer<B>(
+    conn: &mut DirectConn,
+    method: &Method,
+    version: Version,
+    response: Response<B>,
+) -> bool
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    conn.respond(response, method, version, true)
+        .await
+        .unwrap_or_else(|e| panic!("write failed: {e}"))
 }
 
 type FrameResult = Result<Frame<Bytes>, io::Error>;
@@ -271,19 +289,20 @@ async fn a_short_or_failed_body_ends_the_connection() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     drop(frames);
-    let kept = conn
-        .respond(
+    assert_eq!(
+        answer(
+            &mut conn,
+            &Method::GET,
+            Version::HTTP_11,
             response(
                 StatusCode::OK,
                 &[("content-length", "10"), ("date", "D")],
-                body,
-            ),
-            &Method::GET,
-            Version::HTTP_11,
-            true,
+                body
+            )
         )
-        .await;
-    assert!(matches!(kept, Ok(false)));
+        .await,
+        false
+    );
     drop(conn);
     let got = read_to_close(&mut client).await;
     assert!(got.ends_with("content-length: 10\r\n\r\nfour"), "{got}");
@@ -299,15 +318,16 @@ async fn a_short_or_failed_body_ends_the_connection() {
         .send(Err(io::Error::other("upstream reset")))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let kept = conn
-        .respond(
-            response(StatusCode::OK, &[("date", "D")], body),
+    assert_eq!(
+        answer(
+            &mut conn,
             &Method::GET,
             Version::HTTP_11,
-            true,
+            response(StatusCode::OK, &[("date", "D")], body)
         )
-        .await;
-    assert!(matches!(kept, Ok(false)));
+        .await,
+        false
+    );
     drop(conn);
     let got = read_to_close(&mut client).await;
     assert!(got.ends_with("4\r\npart\r\n"), "{got}");
@@ -318,33 +338,35 @@ async fn head_answers_and_http10_clients_get_what_their_version_needs() {
     // HEAD: the length of the body it describes, no body.
     let (mut conn, mut client) = pair().await;
     let body = Full::new(Bytes::new());
-    let kept = conn
-        .respond(
+    assert_eq!(
+        answer(
+            &mut conn,
+            &Method::HEAD,
+            Version::HTTP_11,
             response(
                 StatusCode::OK,
                 &[("content-length", "1024"), ("date", "D")],
-                body,
-            ),
-            &Method::HEAD,
-            Version::HTTP_11,
-            true,
+                body
+            )
         )
-        .await;
-    assert!(matches!(kept, Ok(true)));
+        .await,
+        true
+    );
     let expected = "HTTP/1.1 200 OK\r\ncontent-length: 1024\r\ndate: D\r\n\r\n";
     assert_eq!(read_exactly(&mut client, expected.len()).await, expected);
 
     // HTTP/1.0 asking for keep-alive gets it confirmed.
     let body = Full::new(Bytes::from_static(b"ok"));
-    let kept = conn
-        .respond(
-            response(StatusCode::OK, &[("date", "D")], body),
+    assert_eq!(
+        answer(
+            &mut conn,
             &Method::GET,
             Version::HTTP_10,
-            true,
+            response(StatusCode::OK, &[("date", "D")], body)
         )
-        .await;
-    assert!(matches!(kept, Ok(true)));
+        .await,
+        true
+    );
     let expected =
         "HTTP/1.1 200 OK\r\ndate: D\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok";
     assert_eq!(read_exactly(&mut client, expected.len()).await, expected);
@@ -356,15 +378,16 @@ async fn head_answers_and_http10_clients_get_what_their_version_needs() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     drop(frames);
-    let kept = conn
-        .respond(
-            response(StatusCode::OK, &[("date", "D")], body),
+    assert_eq!(
+        answer(
+            &mut conn,
             &Method::GET,
             Version::HTTP_10,
-            true,
+            response(StatusCode::OK, &[("date", "D")], body)
         )
-        .await;
-    assert!(matches!(kept, Ok(false)));
+        .await,
+        false
+    );
     drop(conn);
     assert_eq!(
         read_to_close(&mut client).await,
@@ -376,19 +399,20 @@ async fn head_answers_and_http10_clients_get_what_their_version_needs() {
 async fn a_response_asking_to_close_closes() {
     let (mut conn, mut client) = pair().await;
     let body = Full::new(Bytes::from_static(b"too big"));
-    let kept = conn
-        .respond(
+    assert_eq!(
+        answer(
+            &mut conn,
+            &Method::GET,
+            Version::HTTP_11,
             response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &[("connection", "close"), ("date", "D")],
-                body,
-            ),
-            &Method::GET,
-            Version::HTTP_11,
-            true,
+                body
+            )
         )
-        .await;
-    assert!(matches!(kept, Ok(false)));
+        .await,
+        false
+    );
     drop(conn);
     let got = read_to_close(&mut client).await;
     assert!(got.contains("connection: close\r\n"), "{got}");
