@@ -45,8 +45,8 @@ const INPUT_BUF: usize = 8 * 1024;
 /// The write buffer a connection starts with: a head and a small body
 /// without growing it.
 const OUTPUT_BUF: usize = 4 * 1024;
-/// Body chunks up to this size are copied behind the head (one write);
-/// larger ones are written from where they are, beside the buffer.
+/// Body chunks up to this size are copied behind the head; a larger one is
+/// written from where it is, in the same vectored write as the buffer.
 const COPY_LIMIT: usize = 8 * 1024;
 /// Buffered output is written once it reaches this size.
 const FLUSH_AT: usize = 64 * 1024;
@@ -70,12 +70,7 @@ pub(super) async fn serve(
     settings: &ConnSettings,
     shutdown: &Shutdown,
 ) -> Ended {
-    let mut conn = DirectConn {
-        stream,
-        input: BytesMut::with_capacity(INPUT_BUF),
-        out: Vec::with_capacity(OUTPUT_BUF),
-        recycled: HeaderMap::new(),
-    };
+    let mut conn = DirectConn::new(stream);
     let mut waits = Waits::default();
     // The wait for the first head starts at accept.
     let mut waiting_since = Instant::now();
@@ -134,13 +129,28 @@ type StopWait = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 struct DirectConn {
     stream: TcpStream,
     input: BytesMut,
+    /// Output not yet written: `out`, then `large` (a body chunk too big to
+    /// copy), then `after` (what came behind it), written with one call.
     out: Vec<u8>,
+    large: Bytes,
+    after: Vec<u8>,
     /// The last response's header map, cleared and reused for the next
     /// request (its room already fits a request plus forwarding headers).
     recycled: HeaderMap,
 }
 
 impl DirectConn {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            input: BytesMut::with_capacity(INPUT_BUF),
+            out: Vec::with_capacity(OUTPUT_BUF),
+            large: Bytes::new(),
+            after: Vec::new(),
+            recycled: HeaderMap::new(),
+        }
+    }
+
     /// The next request head, reading as needed, under the head timer.
     async fn next_head(
         &mut self,
@@ -266,10 +276,10 @@ impl DirectConn {
     {
         let mut sent: u64 = 0;
         loop {
-            let out = &self.out;
+            let buffered = self.has_output();
             // While the body has nothing ready, what is buffered goes out.
             let step = std::future::poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Pending if !out.is_empty() => Poll::Ready(None),
+                Poll::Pending if buffered => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(frame) => Poll::Ready(Some(frame)),
             })
@@ -305,52 +315,76 @@ impl DirectConn {
             self.write_data(data, chunked).await?;
         }
         if chunked {
-            self.out.extend_from_slice(LAST_CHUNK);
+            self.append(LAST_CHUNK);
         }
         Ok(length.is_none_or(|n| n == sent))
     }
 
     async fn write_data(&mut self, data: Bytes, chunked: bool) -> io::Result<()> {
         if chunked {
-            encode_chunk_size(&mut self.out, data.len());
+            let behind = if self.large.is_empty() {
+                &mut self.out
+            } else {
+                &mut self.after
+            };
+            encode_chunk_size(behind, data.len());
         }
         if data.len() <= COPY_LIMIT {
-            self.out.extend_from_slice(&data);
+            self.append(&data);
         } else {
-            self.write_beside(data).await?;
+            if !self.large.is_empty() {
+                self.flush().await?;
+            }
+            // Written from where it is, with what is buffered around it.
+            self.large = data;
         }
         if chunked {
-            self.out.extend_from_slice(b"\r\n");
+            self.append(b"\r\n");
         }
-        if self.out.len() >= FLUSH_AT {
+        if self.out.len() + self.after.len() >= FLUSH_AT {
             self.flush().await?;
         }
         Ok(())
     }
 
-    /// Writes the buffered output and then `data`, vectored, uncopied.
-    async fn write_beside(&mut self, mut data: Bytes) -> io::Result<()> {
-        let mut written_out = 0;
-        while written_out < self.out.len() || data.has_remaining() {
-            let pending = self.out.get(written_out..).unwrap_or_default();
-            let slices = [IoSlice::new(pending), IoSlice::new(&data)];
-            let n = self.stream.write_vectored(&slices).await?;
+    /// Buffers `bytes` behind everything not yet written.
+    fn append(&mut self, bytes: &[u8]) {
+        if self.large.is_empty() {
+            self.out.extend_from_slice(bytes);
+        } else {
+            self.after.extend_from_slice(bytes);
+        }
+    }
+
+    fn has_output(&self) -> bool {
+        !self.out.is_empty() || !self.large.is_empty() || !self.after.is_empty()
+    }
+
+    /// Writes all buffered output, vectored: one system call for a head,
+    /// a large chunk and what followed it.
+    async fn flush(&mut self) -> io::Result<()> {
+        let (mut out_at, mut after_at) = (0, 0);
+        while out_at < self.out.len() || self.large.has_remaining() || after_at < self.after.len() {
+            let out = self.out.get(out_at..).unwrap_or_default();
+            let after = self.after.get(after_at..).unwrap_or_default();
+            let slices = [
+                IoSlice::new(out),
+                IoSlice::new(&self.large),
+                IoSlice::new(after),
+            ];
+            let mut n = self.stream.write_vectored(&slices).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
-            let from_out = n.min(pending.len());
-            written_out += from_out;
-            data.advance(n - from_out);
+            let from_out = n.min(out.len());
+            out_at += from_out;
+            n -= from_out;
+            let from_large = n.min(self.large.len());
+            self.large.advance(from_large);
+            after_at += n - from_large;
         }
         self.out.clear();
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
-        }
+        self.after.clear();
         Ok(())
     }
 }

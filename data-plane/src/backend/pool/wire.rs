@@ -26,9 +26,11 @@ use tokio::net::TcpStream;
 use super::ServerPool;
 
 /// First read size; doubled while reads fill it (large bodies), up to
-/// [`MAX_READ`], halved when they use under a quarter.
+/// [`MAX_READ`], halved after [`SHRINK_AFTER`] reads in a row used under
+/// a quarter of it.
 const MIN_READ: usize = 8 * 1024;
 const MAX_READ: usize = 256 * 1024;
+const SHRINK_AFTER: u8 = 4;
 /// Request bodies up to this size are copied behind the head: one write.
 const INLINE_BODY: usize = 16 * 1024;
 
@@ -86,6 +88,8 @@ pub struct WireConn {
     /// The request head being written (its capacity is kept).
     out: Vec<u8>,
     read_size: usize,
+    /// Reads in a row that used under a quarter of `read_size`.
+    small_reads: u8,
 }
 
 impl WireConn {
@@ -97,6 +101,7 @@ impl WireConn {
             buf: BytesMut::new(),
             out: Vec::new(),
             read_size: MIN_READ,
+            small_reads: 0,
         })
     }
 
@@ -195,8 +200,18 @@ impl WireConn {
         ))?;
         if n == room && self.read_size < MAX_READ {
             self.read_size *= 2;
+            self.small_reads = 0;
         } else if n < self.read_size / 4 && self.read_size > MIN_READ {
-            self.read_size /= 2;
+            // Not on the first small read: the tail of a response that just
+            // overflowed the buffer is small too, and halving then would
+            // split every such response in two reads again.
+            self.small_reads += 1;
+            if self.small_reads >= SHRINK_AFTER {
+                self.read_size /= 2;
+                self.small_reads = 0;
+            }
+        } else {
+            self.small_reads = 0;
         }
         Poll::Ready(Ok(n))
     }
