@@ -219,6 +219,27 @@ where
         .unwrap_or_else(|e| panic!("write failed: {e}"))
 }
 
+/// Writes `response` like [`answer`], expects the connection to end
+/// after it, and returns everything the client received.
+async fn answer_and_close<B>(
+    mut conn: DirectConn,
+    client: &mut TcpStream,
+    method: &Method,
+    version: Version,
+    response: Response<B>,
+) -> String
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    assert!(
+        !answer(&mut conn, method, version, response).await,
+        "kept open"
+    );
+    drop(conn);
+    read_to_close(client).await
+}
+
 type FrameResult = Result<Frame<Bytes>, io::Error>;
 type Frames = mpsc::Sender<FrameResult>;
 type Streamed = StreamBody<ReceiverStream<FrameResult>>;
@@ -275,32 +296,29 @@ async fn a_streamed_body_is_chunked_and_what_came_goes_out_while_more_is_awaited
 #[tokio::test]
 async fn a_short_or_failed_body_ends_the_connection() {
     // Declared 10 bytes, the body ends after 4.
-    let (mut conn, mut client) = pair().await;
+    let (conn, mut client) = pair().await;
     let (frames, body) = streamed();
     frames
         .send(Ok(Frame::data(Bytes::from_static(b"four"))))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     drop(frames);
-    assert!(
-        !answer(
-            &mut conn,
-            &Method::GET,
-            Version::HTTP_11,
-            response(
-                StatusCode::OK,
-                &[("content-length", "10"), ("date", "D")],
-                body
-            )
-        )
-        .await
-    );
-    drop(conn);
-    let got = read_to_close(&mut client).await;
+    let got = answer_and_close(
+        conn,
+        &mut client,
+        &Method::GET,
+        Version::HTTP_11,
+        response(
+            StatusCode::OK,
+            &[("content-length", "10"), ("date", "D")],
+            body,
+        ),
+    )
+    .await;
     assert!(got.ends_with("content-length: 10\r\n\r\nfour"), "{got}");
 
     // A body error mid-way: no last chunk, the connection is not kept.
-    let (mut conn, mut client) = pair().await;
+    let (conn, mut client) = pair().await;
     let (frames, body) = streamed();
     frames
         .send(Ok(Frame::data(Bytes::from_static(b"part"))))
@@ -310,17 +328,14 @@ async fn a_short_or_failed_body_ends_the_connection() {
         .send(Err(io::Error::other("upstream reset")))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        !answer(
-            &mut conn,
-            &Method::GET,
-            Version::HTTP_11,
-            response(StatusCode::OK, &[("date", "D")], body)
-        )
-        .await
-    );
-    drop(conn);
-    let got = read_to_close(&mut client).await;
+    let got = answer_and_close(
+        conn,
+        &mut client,
+        &Method::GET,
+        Version::HTTP_11,
+        response(StatusCode::OK, &[("date", "D")], body),
+    )
+    .await;
     assert!(got.ends_with("4\r\npart\r\n"), "{got}");
 }
 
@@ -367,41 +382,36 @@ async fn head_answers_and_http10_clients_get_what_their_version_needs() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     drop(frames);
-    assert!(
-        !answer(
-            &mut conn,
-            &Method::GET,
-            Version::HTTP_10,
-            response(StatusCode::OK, &[("date", "D")], body)
-        )
-        .await
-    );
-    drop(conn);
+    let got = answer_and_close(
+        conn,
+        &mut client,
+        &Method::GET,
+        Version::HTTP_10,
+        response(StatusCode::OK, &[("date", "D")], body),
+    )
+    .await;
     assert_eq!(
-        read_to_close(&mut client).await,
+        got,
         "HTTP/1.1 200 OK\r\ndate: D\r\nconnection: close\r\n\r\nuntil close"
     );
 }
 
 #[tokio::test]
 async fn a_response_asking_to_close_closes() {
-    let (mut conn, mut client) = pair().await;
+    let (conn, mut client) = pair().await;
     let body = Full::new(Bytes::from_static(b"too big"));
-    assert!(
-        !answer(
-            &mut conn,
-            &Method::GET,
-            Version::HTTP_11,
-            response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &[("connection", "close"), ("date", "D")],
-                body
-            )
-        )
-        .await
-    );
-    drop(conn);
-    let got = read_to_close(&mut client).await;
+    let got = answer_and_close(
+        conn,
+        &mut client,
+        &Method::GET,
+        Version::HTTP_11,
+        response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &[("connection", "close"), ("date", "D")],
+            body,
+        ),
+    )
+    .await;
     assert!(got.contains("connection: close\r\n"), "{got}");
     assert!(got.ends_with("too big"), "{got}");
 }
