@@ -143,12 +143,7 @@ async fn serve_client(
     let direct = Box::pin(direct::serve(stream, &client, &proxy, &settings, &shutdown));
     match direct.await {
         Ended::Closed => {}
-        Ended::HeadTimeout(stream) => {
-            proxy.metrics().header_timeouts.fetch_add(1, Relaxed);
-            // Boxed: rare, and its 1 KiB read buffer would otherwise be
-            // part of every connection's task.
-            Box::pin(answer_timeout(stream)).await;
-        }
+        Ended::HeadTimeout(stream) => answer_late_head(stream, proxy.metrics()).await,
         Ended::Handover(stream, read) => {
             // Boxed: hyper's connection is large and most connections
             // never get here.
@@ -259,11 +254,16 @@ async fn serve_connection<C: GracefulConnection>(
         return;
     };
     if late {
-        metrics.header_timeouts.fetch_add(1, Relaxed);
-        // Boxed: rare, and its 1 KiB read buffer would otherwise be part
-        // of every connection's task, copied when the task is spawned.
-        Box::pin(answer_timeout(stream)).await;
+        answer_late_head(stream, &metrics).await;
     }
+}
+
+/// Counts a request head that came too late and answers it 408.
+async fn answer_late_head(stream: TcpStream, metrics: &Metrics) {
+    metrics.header_timeouts.fetch_add(1, Relaxed);
+    // Boxed: rare, and its 1 KiB read buffer would otherwise be part of
+    // every connection's task, copied when the task is spawned.
+    Box::pin(answer_timeout(stream)).await;
 }
 
 /// Writes `408 Request Timeout` and closes the connection.
@@ -292,7 +292,7 @@ async fn answer_timeout(mut stream: TcpStream) {
 }
 
 /// How connections are served under the limits in force.
-pub(crate) struct ConnSettings {
+struct ConnSettings {
     /// hyper's server, for connections the direct path hands over.
     builder: auto::Builder<TokioExecutor>,
     /// The time a client has for each request head.
@@ -335,7 +335,7 @@ fn header_timer(limits: &Limits) -> Duration {
 /// The read buffer bound for HTTP/1 heads: `max_header_bytes`, at least
 /// hyper's minimum.
 fn head_buffer(limits: &Limits) -> usize {
-    usize::try_from(limits.max_header_bytes.max(1).max(HYPER_MIN_BUF)).unwrap_or(usize::MAX)
+    usize::try_from(limits.max_header_bytes.max(HYPER_MIN_BUF)).unwrap_or(usize::MAX)
 }
 
 /// An HTTP/1.1 + h2c connection builder applying `limits`.

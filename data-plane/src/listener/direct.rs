@@ -71,7 +71,7 @@ pub(super) async fn serve(
     shutdown: &Shutdown,
 ) -> Ended {
     let mut conn = DirectConn::new(stream);
-    let mut waits = Waits::default();
+    let mut waits: Waits = None;
     // The wait for the first head starts at accept.
     let mut waiting_since = Instant::now();
     loop {
@@ -119,10 +119,7 @@ enum NoHead {
 
 /// The head timer and the stop signal, made the first time a connection
 /// has to wait for bytes (a request often arrives with the connection).
-#[derive(Default)]
-struct Waits {
-    armed: Option<(LazyPoll<Sleep>, LazyPoll<StopWait>)>,
-}
+type Waits = Option<(LazyPoll<Sleep>, LazyPoll<StopWait>)>;
 
 type StopWait = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
@@ -179,7 +176,7 @@ impl DirectConn {
             } else if self.input.capacity() - self.input.len() < 1024 {
                 self.input.reserve(INPUT_BUF);
             }
-            let (timer, stop) = waits.armed.get_or_insert_with(|| {
+            let (timer, stop) = waits.get_or_insert_with(|| {
                 let deadline = waiting_since + settings.header_timer;
                 let mut shutdown = shutdown.clone();
                 let stop: StopWait = Box::pin(async move { shutdown.wait().await });
@@ -322,12 +319,7 @@ impl DirectConn {
 
     async fn write_data(&mut self, data: Bytes, chunked: bool) -> io::Result<()> {
         if chunked {
-            let behind = if self.large.is_empty() {
-                &mut self.out
-            } else {
-                &mut self.after
-            };
-            encode_chunk_size(behind, data.len());
+            encode_chunk_size(self.tail(), data.len());
         }
         if data.len() <= COPY_LIMIT {
             self.append(&data);
@@ -349,10 +341,16 @@ impl DirectConn {
 
     /// Buffers `bytes` behind everything not yet written.
     fn append(&mut self, bytes: &[u8]) {
+        self.tail().extend_from_slice(bytes);
+    }
+
+    /// The buffer that takes what comes next: behind a large chunk if one
+    /// waits.
+    fn tail(&mut self) -> &mut Vec<u8> {
         if self.large.is_empty() {
-            self.out.extend_from_slice(bytes);
+            &mut self.out
         } else {
-            self.after.extend_from_slice(bytes);
+            &mut self.after
         }
     }
 

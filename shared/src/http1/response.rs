@@ -228,18 +228,42 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Http1Error> {
 /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when
 /// told `keep-alive`.
 fn persistent(headers: &HeaderMap, version: Version) -> bool {
-    let has = |token: &[u8]| {
-        headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    };
-    if version == Version::HTTP_10 {
-        has(b"keep-alive")
-    } else {
-        !has(b"close")
+    let mut tokens = ConnectionTokens::default();
+    for value in headers.get_all(CONNECTION) {
+        tokens.read(value.as_bytes());
     }
+    tokens.persistent(version)
+}
+
+/// The `Connection` tokens that decide whether a connection persists.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ConnectionTokens {
+    close: bool,
+    keep_alive: bool,
+}
+
+impl ConnectionTokens {
+    /// Notes the tokens of one `Connection` value.
+    pub(super) fn read(&mut self, value: &[u8]) {
+        self.close |= has_token(value, b"close");
+        self.keep_alive |= has_token(value, b"keep-alive");
+    }
+
+    /// HTTP/1.1 persists unless told `close`; HTTP/1.0 only when told
+    /// `keep-alive`.
+    pub(super) fn persistent(self, version: Version) -> bool {
+        match version {
+            Version::HTTP_10 => self.keep_alive,
+            _ => !self.close,
+        }
+    }
+}
+
+/// Whether a comma-separated header value lists `token` (any case).
+pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

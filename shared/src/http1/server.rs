@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
-use super::response::offset;
+use super::response::{has_token, offset, ConnectionTokens};
 use super::MAX_HEADERS;
 
 /// Room left in a request's header map for the headers a proxy adds
@@ -112,22 +112,6 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
     }
 }
 
-/// The `Connection` tokens that decide whether a connection persists.
-#[derive(Debug, Default, Clone, Copy)]
-struct ConnectionTokens {
-    close: bool,
-    keep_alive: bool,
-}
-
-impl ConnectionTokens {
-    fn read(&mut self, value: &[u8]) {
-        for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-            self.close |= token.eq_ignore_ascii_case(b"close");
-            self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-        }
-    }
-}
-
 /// What a request header means for the direct path.
 enum Field {
     /// A body (`Transfer-Encoding`, a `Content-Length` other than 0), an
@@ -180,12 +164,7 @@ fn build(
     } else {
         Version::HTTP_11
     };
-    // HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only
-    // when told `keep-alive`.
-    let keep_alive = match version {
-        Version::HTTP_10 => connection.keep_alive,
-        _ => !connection.close,
-    };
+    let keep_alive = connection.persistent(version);
     Some(RequestHead {
         method,
         uri,
@@ -276,7 +255,7 @@ pub fn encode_response_head(
     let mut connection = connection;
     for (name, value) in headers {
         if name == CONNECTION {
-            if has_token(value, b"close") {
+            if has_token(value.as_bytes(), b"close") {
                 connection = ConnectionHeader::Close;
             }
             continue;
@@ -312,14 +291,6 @@ pub fn encode_response_head(
     }
     out.extend_from_slice(b"\r\n");
     connection
-}
-
-/// Whether a comma-separated header value lists `token`.
-fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
-    value
-        .as_bytes()
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Appends the size line of a chunk of `len` bytes (`len` in hex, CRLF).

@@ -43,7 +43,7 @@ async fn next(
     settings: &ConnSettings,
     shutdown: &Shutdown,
 ) -> Result<RequestHead, NoHead> {
-    let mut waits = Waits::default();
+    let mut waits: Waits = None;
     let since = Instant::now();
     tokio::time::timeout(
         DEADLINE,
