@@ -15,12 +15,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures::task::AtomicWaker;
+use pin_project_lite::pin_project;
 
-pub struct LazyPoll<F> {
-    inner: Pin<Box<F>>,
-    woken: Arc<Woken>,
-    /// The inner future holds our waker since its last poll.
-    registered: bool,
+pin_project! {
+    /// Holds its future inline (pin it where it lives); its waker is made
+    /// on the first poll, so one that is never polled costs no allocation.
+    pub struct LazyPoll<F> {
+        #[pin]
+        inner: F,
+        woken: Option<Arc<Woken>>,
+        // The inner future holds our waker since its last poll.
+        registered: bool,
+    }
 }
 
 impl<F> std::fmt::Debug for LazyPoll<F> {
@@ -51,34 +57,37 @@ impl Wake for Woken {
 impl<F: Future> LazyPoll<F> {
     pub fn new(inner: F) -> Self {
         Self {
-            inner: Box::pin(inner),
-            woken: Arc::default(),
+            inner,
+            woken: None,
             registered: false,
         }
     }
 
     /// The inner future, to change it (e.g. reset a `Sleep`): it is polled
     /// again on the next poll.
-    pub fn inner_mut(&mut self) -> Pin<&mut F> {
-        self.registered = false;
-        self.inner.as_mut()
+    pub fn inner_mut(self: Pin<&mut Self>) -> Pin<&mut F> {
+        let this = self.project();
+        *this.registered = false;
+        this.inner
     }
 
-    pub fn poll_lazy(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
-        if self.registered && !self.woken.flag.load(Ordering::Acquire) {
+    pub fn poll_lazy(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let woken = this.woken.get_or_insert_with(Arc::default);
+        if *this.registered && !woken.flag.load(Ordering::Acquire) {
             return Poll::Pending;
         }
-        self.woken.flag.store(false, Ordering::Relaxed);
-        self.woken.task.register(cx.waker());
-        let waker = Waker::from(self.woken.clone());
-        let polled = self.inner.as_mut().poll(&mut Context::from_waker(&waker));
-        self.registered = polled.is_pending();
+        woken.flag.store(false, Ordering::Relaxed);
+        woken.task.register(cx.waker());
+        let waker = Waker::from(woken.clone());
+        let polled = this.inner.poll(&mut Context::from_waker(&waker));
+        *this.registered = polled.is_pending();
         polled
     }
 
     /// Resolves with the inner future's output.
-    pub async fn ready(&mut self) -> F::Output {
-        std::future::poll_fn(|cx| self.poll_lazy(cx)).await
+    pub async fn ready(mut self: Pin<&mut Self>) -> F::Output {
+        std::future::poll_fn(|cx| self.as_mut().poll_lazy(cx)).await
     }
 }
 
@@ -91,40 +100,43 @@ mod tests {
     #[tokio::test]
     async fn a_sleep_fires_at_its_deadline_and_again_after_a_reset() {
         let start = Instant::now();
-        let mut timer = LazyPoll::new(tokio::time::sleep(Duration::from_millis(30)));
-        timer.ready().await;
+        let mut timer =
+            std::pin::pin!(LazyPoll::new(tokio::time::sleep(Duration::from_millis(30))));
+        timer.as_mut().ready().await;
         assert!(start.elapsed() >= Duration::from_millis(30));
         let again = Instant::now();
         timer
+            .as_mut()
             .inner_mut()
             .reset((again + Duration::from_millis(30)).into());
-        timer.ready().await;
+        timer.as_mut().ready().await;
         assert!(again.elapsed() >= Duration::from_millis(30));
     }
 
     #[tokio::test]
     async fn stays_pending_while_other_work_wakes_the_task_then_completes() {
-        let mut timer = LazyPoll::new(tokio::time::sleep(Duration::from_secs(60)));
+        let mut timer = std::pin::pin!(LazyPoll::new(tokio::time::sleep(Duration::from_secs(60))));
         let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
-        let mut signal = LazyPoll::new(rx);
+        let mut signal = std::pin::pin!(LazyPoll::new(rx));
         let mut ticks = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(5));
         while ticks < 5 {
             tokio::select! {
-                () = timer.ready() => panic!("fired early"),
-                _ = signal.ready() => panic!("signalled early"),
+                () = timer.as_mut().ready() => panic!("fired early"),
+                _ = signal.as_mut().ready() => panic!("signalled early"),
                 _ = tick.tick() => ticks += 1,
             }
         }
         assert!(signal.registered && timer.registered);
         tx.send(7).unwrap_or_else(|_| panic!("receiver gone"));
-        let got = tokio::time::timeout(Duration::from_secs(5), signal.ready()).await;
+        let got = tokio::time::timeout(Duration::from_secs(5), signal.as_mut().ready()).await;
         assert_eq!(got.ok().and_then(Result::ok), Some(7));
         // Brought forward: fires without any other wake-up.
         timer
+            .as_mut()
             .inner_mut()
             .reset((Instant::now() + Duration::from_millis(10)).into());
-        tokio::time::timeout(Duration::from_secs(5), timer.ready())
+        tokio::time::timeout(Duration::from_secs(5), timer.as_mut().ready())
             .await
             .unwrap_or_else(|_| panic!("did not fire after the reset"));
     }

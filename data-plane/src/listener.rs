@@ -31,6 +31,7 @@ mod exchange;
 mod watched;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
@@ -38,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::Request;
+use http::{HeaderValue, Request};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -79,24 +80,34 @@ pub async fn serve_proxy(
     let local = listener.local_addr().ok();
     // Rebuilt only when a snapshot changes the limits, not per connection.
     let mut settings = SettingsCache::default();
-    // One wait for the whole loop: a fresh one per accepted connection
-    // registers with the signal and unregisters again each time.
+    // One wait for the whole loop (a fresh one per accepted connection
+    // registers with the signal and unregisters again each time), polled
+    // only when it woke the task.
     let mut stop_signal = shutdown.clone();
-    let stop = stop_signal.wait();
-    tokio::pin!(stop);
+    let mut stop = std::pin::pin!(LazyPoll::new(stop_signal.wait()));
+    // Clients often open many connections from one address.
+    let mut last_client: Option<(IpAddr, HeaderValue)> = None;
 
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = &mut stop => break,
+            () = stop.as_mut().ready() => break,
         };
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let settings = settings.get(proxy.limits());
+                let ip = match &last_client {
+                    Some((last, value)) if *last == peer.ip() => value.clone(),
+                    _ => {
+                        let value = ip_header_value(peer.ip());
+                        last_client = Some((peer.ip(), value.clone()));
+                        value
+                    }
+                };
                 connections.spawn(serve_client(
                     stream,
-                    peer.ip(),
+                    ClientInfo { ip },
                     proxy.clone(),
                     settings,
                     shutdown.clone(),
@@ -126,31 +137,33 @@ pub async fn serve_proxy(
 
 /// Serves one client connection: on the direct path while it can, then
 /// (if it needs to) with hyper.
-async fn serve_client(
+///
+/// Not an `async fn`, which would hold its arguments twice (see
+/// `Proxy::handle`): the task is copied whole when spawned and when it ends.
+#[allow(clippy::manual_async_fn)]
+fn serve_client(
     stream: TcpStream,
-    peer: IpAddr,
+    client: ClientInfo,
     proxy: Arc<Proxy>,
     settings: Arc<ConnSettings>,
     shutdown: Shutdown,
-) {
-    let open = proxy.metrics().connection_opened();
-    let client = ClientInfo {
-        ip: ip_header_value(peer),
-    };
-    // Boxed once per connection: the direct path's future holds the
-    // request handling and is large; inline, the task would be as large,
-    // and a task is copied whole when spawned and when it completes.
-    let direct = Box::pin(direct::serve(stream, &client, &proxy, &settings, &shutdown));
-    match direct.await {
-        Ended::Closed => {}
-        Ended::HeadTimeout(stream) => answer_late_head(stream, proxy.metrics()).await,
-        Ended::Handover(stream, read) => {
-            // Boxed: hyper's connection is large and most connections
-            // never get here.
-            Box::pin(serve_with_hyper(
-                stream, read, client, open, proxy, settings, shutdown,
-            ))
-            .await;
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let open = proxy.metrics().connection_opened();
+        // Boxed once per connection: the direct path's future holds the
+        // request handling and is large; inline, the task would be as large.
+        let direct = Box::pin(direct::serve(stream, &client, &proxy, &settings, &shutdown));
+        match direct.await {
+            Ended::Closed => {}
+            Ended::HeadTimeout(stream) => answer_late_head(stream, proxy.metrics()).await,
+            Ended::Handover(stream, read) => {
+                // Boxed: hyper's connection is large and most connections
+                // never get here.
+                Box::pin(serve_with_hyper(
+                    stream, read, client, open, proxy, settings, shutdown,
+                ))
+                .await;
+            }
         }
     }
 }
@@ -214,8 +227,8 @@ async fn serve_connection<C: GracefulConnection>(
 ) {
     let late = {
         let first = conn.clock.first_deadline(header_timer);
-        let mut timer = LazyPoll::new(tokio::time::sleep_until(first.into()));
-        let mut stop = LazyPoll::new(async move { shutdown.wait().await });
+        let mut timer = std::pin::pin!(LazyPoll::new(tokio::time::sleep_until(first.into())));
+        let mut stop = std::pin::pin!(LazyPoll::new(async move { shutdown.wait().await }));
         let (mut timing, mut stopping) = (true, false);
         loop {
             tokio::select! {
@@ -223,12 +236,12 @@ async fn serve_connection<C: GracefulConnection>(
                 // arrived just in time is served.
                 biased;
                 _ = serving.as_mut() => break false,
-                () = stop.ready(), if !stopping => {
+                () = stop.as_mut().ready(), if !stopping => {
                     // Ends once the responses in flight are written.
                     serving.as_mut().graceful_shutdown();
                     stopping = true;
                 }
-                () = timer.ready(), if timing => {
+                () = timer.as_mut().ready(), if timing => {
                     if !conn.handoff.started() {
                         // Nothing sent in time: close quietly, like an idle
                         // keep-alive connection.
@@ -240,7 +253,7 @@ async fn serve_connection<C: GracefulConnection>(
                         continue;
                     }
                     match conn.clock.check(Instant::now(), header_timer) {
-                        Verdict::RearmAt(at) => timer.inner_mut().reset(at.into()),
+                        Verdict::RearmAt(at) => timer.as_mut().inner_mut().reset(at.into()),
                         Verdict::Late => break true,
                     }
                 }

@@ -10,6 +10,7 @@ pub mod rule;
 pub mod upgrade;
 pub mod upstream_body;
 
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -63,89 +64,96 @@ impl Proxy {
     /// Answers one request; never fails (errors become responses). The
     /// body is the client's stream, or `UpstreamBody::Full(None)` for a
     /// request without one.
-    pub async fn handle(
-        &self,
+    // Not an `async fn`: that would hold the request twice in the future
+    // (the argument and its rebinding), and the future is copied whole
+    // into its caller's once per request.
+    #[allow(clippy::manual_async_fn)]
+    pub fn handle<'a>(
+        &'a self,
         mut req: Request<UpstreamBody>,
-        client: &ClientInfo,
-    ) -> Response<ProxyBody> {
-        let started = std::time::Instant::now();
-        // Loaded once: the request finishes on this version even if a new
-        // one is swapped in meanwhile.
-        let Some(snapshot) = self.snapshots.load() else {
-            return ProxyError::NoSnapshot.into_response();
-        };
-        let head_limit = snapshot.config.limits.max_header_bytes;
-        if head::over_limit(&req, head_limit) {
-            return ProxyError::HeaderTooLarge { limit: head_limit }.into_response();
-        }
-        let host = host_value(&req);
-        let matched = {
-            let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
-            let info = RequestInfo {
-                method: req.method(),
-                host: host_str,
-                path: req.uri().path(),
-                headers: req.headers(),
+        client: &'a ClientInfo,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
+        async move {
+            let started = std::time::Instant::now();
+            // Loaded once: the request finishes on this version even if a new
+            // one is swapped in meanwhile.
+            let Some(snapshot) = self.snapshots.load() else {
+                return ProxyError::NoSnapshot.into_response();
             };
-            snapshot.routes.route(&info).ok_or_else(|| {
-                format!(
-                    "no route matches {} {host_str}{}\n",
-                    req.method(),
-                    req.uri().path()
-                )
-            })
-        };
-        let index = match matched {
-            Ok(index) => index,
-            Err(message) => {
-                self.metrics.unmatched_requests.fetch_add(1, Relaxed);
-                return text_response(StatusCode::NOT_FOUND, "no-route", message);
+            let head_limit = snapshot.config.limits.max_header_bytes;
+            if head::over_limit(&req, head_limit) {
+                return ProxyError::HeaderTooLarge { limit: head_limit }.into_response();
             }
-        };
-        let Some(rule) = snapshot.rules.get(index) else {
-            // The table and the actions come from the same config.
-            return text_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error: rule index out of range\n".to_owned(),
-            );
-        };
-        let rule_name = snapshot
-            .routes
-            .rules()
-            .get(index)
-            .map_or("", |r| r.name.as_str());
-        let bytes_in = telemetry::request_bytes(&req);
-        let span = telemetry::RequestSpan::start(&mut req, rule_name, &client.ip);
-        let response = match &rule.action {
-            RuleAction::Replace(r) => r.respond(req.method(), req.headers()).await,
-            RuleAction::Forward {
-                backend,
-                strip_prefix,
-                add_prefix,
-            } => {
-                if rule.rewrite.is_some() {
-                    prepare_for_rewrite(req.headers_mut());
-                }
-                let route = Route {
-                    backend,
-                    strip_prefix: strip_prefix.as_deref(),
-                    add_prefix: add_prefix.as_deref(),
-                    request_headers: &rule.request_headers,
-                    deadlines: &self.deadlines,
+            let host = host_value(&req);
+            let matched = {
+                let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+                let info = RequestInfo {
+                    method: req.method(),
+                    host: host_str,
+                    path: req.uri().path(),
+                    headers: req.headers(),
                 };
-                let limits = &snapshot.config.limits;
-                rule::forward_rule(req, rule, route, limits, client, host.as_ref(), rule_name).await
-            }
-        };
-        let mut response = response;
-        rule.response_headers.apply(response.headers_mut());
-        let response = match (&rule.rewrite, &rule.action) {
-            (Some(rewrite), RuleAction::Forward { .. }) => rewrite.apply(response),
-            _ => response,
-        };
-        telemetry::finish_request(&rule.metrics, started, bytes_in, &response, span);
-        response
+                snapshot.routes.route(&info).ok_or_else(|| {
+                    format!(
+                        "no route matches {} {host_str}{}\n",
+                        req.method(),
+                        req.uri().path()
+                    )
+                })
+            };
+            let index = match matched {
+                Ok(index) => index,
+                Err(message) => {
+                    self.metrics.unmatched_requests.fetch_add(1, Relaxed);
+                    return text_response(StatusCode::NOT_FOUND, "no-route", message);
+                }
+            };
+            let Some(rule) = snapshot.rules.get(index) else {
+                // The table and the actions come from the same config.
+                return text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error: rule index out of range\n".to_owned(),
+                );
+            };
+            let rule_name = snapshot
+                .routes
+                .rules()
+                .get(index)
+                .map_or("", |r| r.name.as_str());
+            let bytes_in = telemetry::request_bytes(&req);
+            let span = telemetry::RequestSpan::start(&mut req, rule_name, &client.ip);
+            let response = match &rule.action {
+                RuleAction::Replace(r) => r.respond(req.method(), req.headers()).await,
+                RuleAction::Forward {
+                    backend,
+                    strip_prefix,
+                    add_prefix,
+                } => {
+                    if rule.rewrite.is_some() {
+                        prepare_for_rewrite(req.headers_mut());
+                    }
+                    let route = Route {
+                        backend,
+                        strip_prefix: strip_prefix.as_deref(),
+                        add_prefix: add_prefix.as_deref(),
+                        request_headers: &rule.request_headers,
+                        deadlines: &self.deadlines,
+                    };
+                    let limits = &snapshot.config.limits;
+                    rule::forward_rule(req, rule, route, limits, client, host.as_ref(), rule_name)
+                        .await
+                }
+            };
+            let mut response = response;
+            rule.response_headers.apply(response.headers_mut());
+            let response = match (&rule.rewrite, &rule.action) {
+                (Some(rewrite), RuleAction::Forward { .. }) => rewrite.apply(response),
+                _ => response,
+            };
+            telemetry::finish_request(&rule.metrics, started, bytes_in, &response, span);
+            response
+        }
     }
 }
 

@@ -144,10 +144,10 @@ impl ServerPool {
                     UpstreamBody::Full(bytes) if self.speaks_wire(&parts) => {
                         self.send_wire(&parts, &bytes.unwrap_or_default()).await
                     }
-                    body => self.send_h1(Request::from_parts(parts, body)).await,
+                    body => Box::pin(self.send_h1(Request::from_parts(parts, body))).await,
                 }
             }
-            Protocol::Http2 => self.send_h2(req).await,
+            Protocol::Http2 => Box::pin(self.send_h2(req)).await,
         }
     }
 
@@ -173,7 +173,7 @@ impl ServerPool {
         *req.uri_mut() = parts.uri.clone();
         *req.version_mut() = parts.version;
         *req.headers_mut() = parts.headers.clone();
-        self.send(req).await
+        Box::pin(self.send(req)).await
     }
 
     async fn send_wire(

@@ -15,8 +15,9 @@
 //! `Connection: close` and closes idle connections at once.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::{self, IoSlice};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 #[cfg(test)]
 use std::sync::Arc;
 use std::task::Poll;
@@ -25,6 +26,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, Version};
 use http_body::Body;
+use pin_project_lite::pin_project;
 use switchyard_shared::http1::{
     encode_chunk_size, encode_response_head, parse_request_head, response_framing,
     ConnectionHeader, ParsedRequest, RequestHead, ResponseFraming, LAST_CHUNK,
@@ -71,12 +73,12 @@ pub(super) async fn serve(
     shutdown: &Shutdown,
 ) -> Ended {
     let mut conn = DirectConn::new(stream);
-    let mut waits: Waits = None;
     // The wait for the first head starts at accept.
     let mut waiting_since = Instant::now();
+    let mut waits = pin!(head_waits(shutdown, waiting_since + settings.header_timer));
     loop {
         let head = match conn
-            .next_head(&mut waits, waiting_since, settings, shutdown)
+            .next_head(waits.as_mut(), waiting_since, settings)
             .await
         {
             Ok(head) => head,
@@ -84,10 +86,14 @@ pub(super) async fn serve(
             Err(NoHead::Handover) => return Ended::Handover(conn.stream, conn.input.freeze()),
             Err(NoHead::Late) => return Ended::HeadTimeout(conn.stream),
         };
-        let method = head.method.clone();
-        let version = head.version;
-        let keep_alive = head.keep_alive;
-        let response = proxy.handle(into_request(head), client).await;
+        // The head is consumed before the await, so the future does not
+        // keep it beside the request.
+        let (request, method, version, keep_alive) = {
+            let method = head.method.clone();
+            let (version, keep_alive) = (head.version, head.keep_alive);
+            (into_request(head), method, version, keep_alive)
+        };
+        let response = proxy.handle(request, client).await;
         let keep_alive = keep_alive && !shutdown.is_signalled();
         match conn.respond(response, &method, version, keep_alive).await {
             Ok(true) => waiting_since = Instant::now(),
@@ -117,11 +123,25 @@ enum NoHead {
     Late,
 }
 
-/// The head timer and the stop signal, made the first time a connection
-/// has to wait for bytes (a request often arrives with the connection).
-type Waits = Option<(LazyPoll<Sleep>, LazyPoll<StopWait>)>;
+pin_project! {
+    /// The head timer and the stop signal, kept in the connection's future
+    /// (no allocation until they are first polled).
+    struct Waits<S> {
+        #[pin]
+        timer: LazyPoll<Sleep>,
+        #[pin]
+        stop: LazyPoll<S>,
+    }
+}
 
-type StopWait = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+/// The waits of one connection; the timer first fires at `deadline`.
+fn head_waits(shutdown: &Shutdown, deadline: Instant) -> Waits<impl Future<Output = ()> + Send> {
+    let mut shutdown = shutdown.clone();
+    Waits {
+        timer: LazyPoll::new(tokio::time::sleep_until(deadline.into())),
+        stop: LazyPoll::new(async move { shutdown.wait().await }),
+    }
+}
 
 struct DirectConn {
     stream: TcpStream,
@@ -149,13 +169,13 @@ impl DirectConn {
     }
 
     /// The next request head, reading as needed, under the head timer.
-    async fn next_head(
+    async fn next_head<S: Future<Output = ()>>(
         &mut self,
-        waits: &mut Waits,
+        waits: Pin<&mut Waits<S>>,
         waiting_since: Instant,
         settings: &ConnSettings,
-        shutdown: &Shutdown,
     ) -> Result<RequestHead, NoHead> {
+        let mut waits = waits.project();
         loop {
             if !self.input.is_empty() {
                 match parse_request_head(&mut self.input, &mut self.recycled) {
@@ -176,15 +196,6 @@ impl DirectConn {
             } else if self.input.capacity() - self.input.len() < 1024 {
                 self.input.reserve(INPUT_BUF);
             }
-            let (timer, stop) = waits.get_or_insert_with(|| {
-                let deadline = waiting_since + settings.header_timer;
-                let mut shutdown = shutdown.clone();
-                let stop: StopWait = Box::pin(async move { shutdown.wait().await });
-                (
-                    LazyPoll::new(tokio::time::sleep_until(deadline.into())),
-                    LazyPoll::new(stop),
-                )
-            });
             tokio::select! {
                 // Bytes that are there go first: a head that arrived just
                 // in time is served.
@@ -193,11 +204,11 @@ impl DirectConn {
                     Ok(0) | Err(_) => return Err(NoHead::Closed),
                     Ok(_) => {}
                 },
-                () = stop.ready() => return Err(NoHead::Closed),
-                () = timer.ready() => {
+                () = waits.stop.as_mut().ready() => return Err(NoHead::Closed),
+                () = waits.timer.as_mut().ready() => {
                     let deadline = waiting_since + settings.header_timer;
                     if Instant::now() < deadline {
-                        timer.inner_mut().reset(deadline.into());
+                        waits.timer.as_mut().inner_mut().reset(deadline.into());
                     } else if self.input.is_empty() {
                         // Nothing of a request: close quietly (nginx too).
                         return Err(NoHead::Closed);
@@ -210,52 +221,57 @@ impl DirectConn {
     }
 
     /// Writes `response`; `Ok(true)` if the connection stays open.
-    async fn respond<B>(
-        &mut self,
+    ///
+    /// Not an `async fn`, which would hold the response twice (see
+    /// `Proxy::handle`).
+    fn respond<'a, B>(
+        &'a mut self,
         response: Response<B>,
-        method: &Method,
+        method: &'a Method,
         version: Version,
         keep_alive: bool,
-    ) -> io::Result<bool>
+    ) -> impl Future<Output = io::Result<bool>> + 'a
     where
-        B: Body<Data = Bytes> + Unpin,
+        B: Body<Data = Bytes> + Unpin + 'a,
         B::Error: std::fmt::Display,
     {
         let (parts, mut body) = response.into_parts();
-        let framing = response_framing(
-            method,
-            parts.status,
-            &parts.headers,
-            body.size_hint().exact(),
-            version,
-        );
-        let keep_alive = keep_alive && framing != ResponseFraming::UntilClose;
-        let connection = match (keep_alive, version) {
-            (false, _) => ConnectionHeader::Close,
-            (true, Version::HTTP_10) => ConnectionHeader::KeepAlive,
-            (true, _) => ConnectionHeader::Default,
-        };
-        // A response that asks to close (a 413) has it its way.
-        let connection = DATE.with_borrow_mut(|date| {
-            encode_response_head(
-                &mut self.out,
+        async move {
+            let framing = response_framing(
+                method,
                 parts.status,
                 &parts.headers,
-                framing,
-                connection,
-                date.now(),
-            )
-        });
-        let keep_alive = connection != ConnectionHeader::Close;
-        self.recycled = parts.headers;
-        let complete = match framing {
-            ResponseFraming::Bodiless { .. } => true,
-            ResponseFraming::Length(n) => self.send_body(&mut body, Some(n), false).await?,
-            ResponseFraming::Chunked => self.send_body(&mut body, None, true).await?,
-            ResponseFraming::UntilClose => self.send_body(&mut body, None, false).await?,
-        };
-        self.flush().await?;
-        Ok(keep_alive && complete)
+                body.size_hint().exact(),
+                version,
+            );
+            let keep_alive = keep_alive && framing != ResponseFraming::UntilClose;
+            let connection = match (keep_alive, version) {
+                (false, _) => ConnectionHeader::Close,
+                (true, Version::HTTP_10) => ConnectionHeader::KeepAlive,
+                (true, _) => ConnectionHeader::Default,
+            };
+            // A response that asks to close (a 413) has it its way.
+            let connection = DATE.with_borrow_mut(|date| {
+                encode_response_head(
+                    &mut self.out,
+                    parts.status,
+                    &parts.headers,
+                    framing,
+                    connection,
+                    date.now(),
+                )
+            });
+            let keep_alive = connection != ConnectionHeader::Close;
+            self.recycled = parts.headers;
+            let complete = match framing {
+                ResponseFraming::Bodiless { .. } => true,
+                ResponseFraming::Length(n) => self.send_body(&mut body, Some(n), false).await?,
+                ResponseFraming::Chunked => self.send_body(&mut body, None, true).await?,
+                ResponseFraming::UntilClose => self.send_body(&mut body, None, false).await?,
+            };
+            self.flush().await?;
+            Ok(keep_alive && complete)
+        }
     }
 
     /// Writes the body's data frames (as chunks if `chunked`); `false` if

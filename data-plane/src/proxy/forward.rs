@@ -5,6 +5,7 @@
 //! request body can be replayed (empty, or buffered up to `buffer_body`).
 
 use std::collections::VecDeque;
+use std::future::Future;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{COOKIE, HOST, TE};
@@ -47,113 +48,118 @@ pub struct Route<'a> {
     pub deadlines: &'a Deadlines,
 }
 
-/// Sends `req` to a server of the route's backend and returns its
-/// response, or the reason it could not.
-pub async fn forward(
-    req: Request<UpstreamBody>,
-    route: Route<'_>,
-    client: &ClientInfo,
-    host: Option<&HeaderValue>,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let backend = route.backend;
-    let policy = &backend.retries;
-    let (mut parts, body) = req.into_parts();
-    let path_and_query = upstream_path(&parts.uri, route.strip_prefix, route.add_prefix);
-    parts.version = match backend.spec.protocol {
-        UpstreamProtocol::Http1 => Version::HTTP_11,
-        UpstreamProtocol::Http2 => Version::HTTP_2,
-    };
-    let upgrade = match backend.spec.protocol {
-        UpstreamProtocol::Http1 => upgrade::take(&parts.headers, &mut parts.extensions),
-        UpstreamProtocol::Http2 => None,
-    };
-    // gRPC needs `te: trailers` (the one TE value HTTP/2 allows).
-    let te_trailers = parts.headers.get(TE).is_some_and(|v| v == "trailers");
-    remove_hop_by_hop(&mut parts.headers);
-    if te_trailers {
-        parts
-            .headers
-            .insert(TE, HeaderValue::from_static("trailers"));
-    }
-    if let Some(u) = &upgrade {
-        u.restore(&mut parts.headers);
-    }
-    match &backend.spec.host_header {
-        HostHeader::Preserve => ensure_host(&mut parts.headers, host),
-        // Set per try: the server may change.
-        HostHeader::Server => {}
-        HostHeader::Custom(value) => {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                parts.headers.insert(HOST, v);
+/// Sends a request (`parts` and `body`) to a server of the route's
+/// backend and returns its response, or the reason it could not.
+// Not an `async fn`, which would hold the parts twice (see
+// `Proxy::handle`).
+#[allow(clippy::manual_async_fn)]
+pub fn forward<'a>(
+    mut parts: Parts,
+    body: UpstreamBody,
+    route: Route<'a>,
+    client: &'a ClientInfo,
+    host: Option<&'a HeaderValue>,
+) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + 'a {
+    async move {
+        let backend = route.backend;
+        let policy = &backend.retries;
+        let path_and_query = upstream_path(&parts.uri, route.strip_prefix, route.add_prefix);
+        parts.version = match backend.spec.protocol {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::Http2 => Version::HTTP_2,
+        };
+        let upgrade = match backend.spec.protocol {
+            UpstreamProtocol::Http1 => upgrade::take(&parts.headers, &mut parts.extensions),
+            UpstreamProtocol::Http2 => None,
+        };
+        // gRPC needs `te: trailers` (the one TE value HTTP/2 allows).
+        let te_trailers = parts.headers.get(TE).is_some_and(|v| v == "trailers");
+        remove_hop_by_hop(&mut parts.headers);
+        if te_trailers {
+            parts
+                .headers
+                .insert(TE, HeaderValue::from_static("trailers"));
+        }
+        if let Some(u) = &upgrade {
+            u.restore(&mut parts.headers);
+        }
+        match &backend.spec.host_header {
+            HostHeader::Preserve => ensure_host(&mut parts.headers, host),
+            // Set per try: the server may change.
+            HostHeader::Server => {}
+            HostHeader::Custom(value) => {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    parts.headers.insert(HOST, v);
+                }
             }
         }
-    }
-    // Room for the forwarding headers: a map hyper made for the client's
-    // headers alone would otherwise grow once or twice on the way.
-    parts.headers.reserve(FORWARDING_HEADERS);
-    add_forwarded(&mut parts.headers, &client.ip, host);
-    route.request_headers.apply(&mut parts.headers);
-    // Copied out of the headers (they go with the first try), when used.
-    let key = if backend.picks_by_key() {
-        hash_key(backend.spec.hash_on.as_ref(), &parts.headers, &client.ip).to_vec()
-    } else {
-        Vec::new()
-    };
-    backend.retry_budget.earn();
+        // Room for the forwarding headers: a map hyper made for the client's
+        // headers alone would otherwise grow once or twice on the way.
+        parts.headers.reserve(FORWARDING_HEADERS);
+        add_forwarded(&mut parts.headers, &client.ip, host);
+        route.request_headers.apply(&mut parts.headers);
+        // Copied out of the headers (they go with the first try), when used.
+        let key = if backend.picks_by_key() {
+            hash_key(backend.spec.hash_on.as_ref(), &parts.headers, &client.ip).to_vec()
+        } else {
+            Vec::new()
+        };
+        backend.retry_budget.earn();
 
-    let may_retry = policy.max_retries > 0;
-    let (body, replay) = read_ahead(body, may_retry.then_some(policy.buffer_body)).await?;
-    let method_ok = idempotent(&parts.method) || policy.retry_non_idempotent;
-    // A body in memory is sent from `replay`, as often as tries need; a
-    // streamed one goes once.
-    let mut streamed = replay.is_none().then_some(body);
-    let mut tried: Vec<usize> = Vec::new();
-    // Decided before the first try sets one: each try's server names itself.
-    let host_from_server = backend.spec.host_header == HostHeader::Server
-        || (parts.version == Version::HTTP_11 && !parts.headers.contains_key(HOST));
+        let may_retry = policy.max_retries > 0;
+        let (body, replay) = read_ahead(body, may_retry.then_some(policy.buffer_body)).await?;
+        let method_ok = idempotent(&parts.method) || policy.retry_non_idempotent;
+        // A body in memory is sent from `replay`, as often as tries need; a
+        // streamed one goes once.
+        let mut streamed = replay.is_none().then_some(body);
+        let mut tried: Vec<usize> = Vec::new();
+        // Decided before the first try sets one: each try's server names itself.
+        let host_from_server = backend.spec.host_header == HostHeader::Server
+            || (parts.version == Version::HTTP_11 && !parts.headers.contains_key(HOST));
 
-    for attempt in 0..=policy.max_retries {
-        let (index, server) = pick_admitted(backend, &key, &tried)?;
-        set_target(&mut parts, server, &path_and_query, host_from_server);
-        if attempt > 0 {
-            server
-                .metrics
-                .retries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let outgoing = match (&replay, streamed.take()) {
-            (Some(bytes), _) => Outgoing::Buffered(&parts, bytes),
-            (None, Some(body)) => {
-                // The only try: the parts go with it.
-                let taken = std::mem::replace(&mut parts, Request::new(()).into_parts().0);
-                Outgoing::Streamed(Box::new(Request::from_parts(taken, body)))
+        for attempt in 0..=policy.max_retries {
+            let (index, server) = pick_admitted(backend, &key, &tried)?;
+            set_target(&mut parts, server, &path_and_query, host_from_server);
+            if attempt > 0 {
+                server
+                    .metrics
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            // Unreachable: a streamed body is never retried.
-            (None, None) => break,
-        };
-        let result = send(backend, server, outgoing, route.deadlines).await;
-        let retry_wanted = match &result {
-            Ok(r) => method_ok && policy.retry_statuses.contains(&r.status().as_u16()),
-            Err(e) => e.retry_on().is_some_and(|on| {
-                policy.retry_on.contains(&on) && (on == RetryOn::ConnectError || method_ok)
-            }),
-        };
-        if !retry_wanted
-            || replay.is_none()
-            || attempt >= policy.max_retries
-            || !backend.retry_budget.withdraw(now_ms())
-        {
-            return match upgrade {
-                Some(u) => result.map(|r| u.splice(r)),
-                None => result,
+            let outgoing = match (&replay, streamed.take()) {
+                (Some(bytes), _) => Outgoing::Buffered(&parts, bytes),
+                (None, Some(body)) => {
+                    // The only try: the parts go with it.
+                    let taken = std::mem::replace(&mut parts, Request::new(()).into_parts().0);
+                    Outgoing::Streamed(Box::new(Request::from_parts(taken, body)))
+                }
+                // Unreachable: a streamed body is never retried.
+                (None, None) => break,
             };
+            let result = send(backend, server, outgoing, route.deadlines).await;
+            let retry_wanted = match &result {
+                Ok(r) => method_ok && policy.retry_statuses.contains(&r.status().as_u16()),
+                Err(e) => e.retry_on().is_some_and(|on| {
+                    policy.retry_on.contains(&on) && (on == RetryOn::ConnectError || method_ok)
+                }),
+            };
+            if !retry_wanted
+                || replay.is_none()
+                || attempt >= policy.max_retries
+                || !backend.retry_budget.withdraw(now_ms())
+            {
+                return match upgrade {
+                    Some(u) => result.map(|r| u.splice(r)),
+                    None => result,
+                };
+            }
+            tracing::debug!(server = %server.address, attempt, "retrying");
+            drop(result);
+            tried.push(index);
+            tokio::time::sleep(backoff(policy, attempt)).await;
         }
-        tracing::debug!(server = %server.address, attempt, "retrying");
-        drop(result);
-        tried.push(index);
-        tokio::time::sleep(backoff(policy, attempt)).await;
+        Err(no_server(backend))
     }
-    Err(no_server(backend))
 }
 
 /// Reads the body ahead for replay when retries are possible: an empty
@@ -303,7 +309,7 @@ async fn send(
     let exchange = async {
         match outgoing {
             Outgoing::Buffered(parts, body) => server.pool.send_buffered(parts, body).await,
-            Outgoing::Streamed(req) => server.pool.send(*req).await,
+            Outgoing::Streamed(req) => Box::pin(server.pool.send(*req)).await,
         }
     };
     let result = deadlines.within(sent + timeout, exchange).await;

@@ -43,14 +43,11 @@ async fn next(
     settings: &ConnSettings,
     shutdown: &Shutdown,
 ) -> Result<RequestHead, NoHead> {
-    let mut waits: Waits = None;
     let since = Instant::now();
-    tokio::time::timeout(
-        DEADLINE,
-        conn.next_head(&mut waits, since, settings, shutdown),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("no head in {DEADLINE:?}"))
+    let waits = pin!(head_waits(shutdown, since + settings.header_timer));
+    tokio::time::timeout(DEADLINE, conn.next_head(waits, since, settings))
+        .await
+        .unwrap_or_else(|_| panic!("no head in {DEADLINE:?}"))
 }
 
 fn path_of(next: Result<RequestHead, NoHead>) -> String {
