@@ -42,6 +42,8 @@ use crate::proxy::upstream_body::UpstreamBody;
 use crate::proxy::Proxy;
 use crate::shutdown::Shutdown;
 
+mod spare;
+
 /// The read buffer a connection starts with (hyper's too).
 const INPUT_BUF: usize = 8 * 1024;
 /// The write buffer a connection starts with: a head and a small body
@@ -76,15 +78,13 @@ pub(super) async fn serve(
     // The wait for the first head starts at accept.
     let mut waiting_since = Instant::now();
     let mut waits = pin!(head_waits(shutdown, waiting_since + settings.header_timer));
-    loop {
+    let end = loop {
         let head = match conn
             .next_head(waits.as_mut(), waiting_since, settings)
             .await
         {
             Ok(head) => head,
-            Err(NoHead::Closed) => return Ended::Closed,
-            Err(NoHead::Handover) => return Ended::Handover(conn.stream, conn.input.freeze()),
-            Err(NoHead::Late) => return Ended::HeadTimeout(conn.stream),
+            Err(end) => break end,
         };
         // The head is consumed before the await, so the future does not
         // keep it beside the request.
@@ -99,10 +99,20 @@ pub(super) async fn serve(
             Ok(true) => waiting_since = Instant::now(),
             Ok(false) => {
                 let _ = conn.stream.shutdown().await;
-                return Ended::Closed;
+                break NoHead::Closed;
             }
-            Err(_) => return Ended::Closed,
+            Err(_) => break NoHead::Closed,
         }
+    };
+    let read = match end {
+        NoHead::Handover => std::mem::take(&mut conn.input).freeze(),
+        _ => Bytes::new(),
+    };
+    conn.recycle();
+    match end {
+        NoHead::Closed => Ended::Closed,
+        NoHead::Handover => Ended::Handover(conn.stream, read),
+        NoHead::Late => Ended::HeadTimeout(conn.stream),
     }
 }
 
@@ -158,14 +168,29 @@ struct DirectConn {
 
 impl DirectConn {
     fn new(stream: TcpStream) -> Self {
-        Self {
-            stream,
+        let buffers = spare::take().unwrap_or_else(|| spare::Buffers {
             input: BytesMut::with_capacity(INPUT_BUF),
             out: Vec::with_capacity(OUTPUT_BUF),
+            map: HeaderMap::new(),
+        });
+        Self {
+            stream,
+            input: buffers.input,
+            out: buffers.out,
             large: Bytes::new(),
             after: Vec::new(),
-            recycled: HeaderMap::new(),
+            recycled: buffers.map,
         }
+    }
+
+    /// Hands the buffers on to a later connection (see `spare`).
+    fn recycle(&mut self) {
+        let buffers = spare::Buffers {
+            input: std::mem::take(&mut self.input),
+            out: std::mem::take(&mut self.out),
+            map: std::mem::take(&mut self.recycled),
+        };
+        spare::give(buffers, INPUT_BUF);
     }
 
     /// The next request head, reading as needed, under the head timer.
