@@ -100,11 +100,16 @@ impl MetricsHub {
 impl Service {
     /// The `GET /api/metrics` view.
     pub fn system_metrics(&self, with_nodes: bool) -> view::SystemMetrics {
+        let fleet = self.metrics_hub().fleet(self.nodes());
+        self.system_metrics_of(&fleet, with_nodes)
+    }
+
+    /// The same view of a fleet snapshot already taken.
+    fn system_metrics_of(&self, fleet: &FleetSnapshot, with_nodes: bool) -> view::SystemMetrics {
         let hub = self.metrics_hub();
-        let fleet = hub.fleet(self.nodes());
         let current = self.current();
         view::system_metrics(
-            &fleet,
+            fleet,
             &current.config,
             self.uptime().as_secs(),
             hub.last_point().as_ref(),
@@ -318,13 +323,11 @@ fn tick(service: &Service) {
         }
         service.events().publish(kind, data);
     }
-    let summary = service.system_metrics(false);
-    match serde_json::to_value(&summary) {
-        Ok(data) => {
-            service.events().publish("metrics_update", data);
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot encode metrics_update"),
-    }
+    // From the same snapshot: taking another folds every rule again.
+    let summary = service.system_metrics_of(&fleet, false);
+    // Serialized straight to JSON text: a `serde_json::Value` of thousands
+    // of rules is tens of MB.
+    service.events().publish_json("metrics_update", &summary);
     tracing::debug!(elapsed = ?started.elapsed(), "metrics interval");
 }
 

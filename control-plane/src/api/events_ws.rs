@@ -19,7 +19,6 @@ use serde_json::json;
 use super::AppState;
 use crate::events::{Event, EventBus};
 use crate::service::Service;
-use crate::time_util::now_rfc3339;
 
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(60);
@@ -154,12 +153,7 @@ fn gap(bus: &EventBus, after: u64) -> bool {
 
 /// A message of the stream itself (not a bus event), same shape.
 fn control(kind: &str, seq: u64, data: serde_json::Value) -> Message {
-    let event = Event {
-        kind: kind.to_owned(),
-        seq,
-        timestamp: now_rfc3339(),
-        data,
-    };
+    let event = Event::new(kind, seq, &data);
     Message::Text(serde_json::to_string(&event).unwrap_or_default().into())
 }
 

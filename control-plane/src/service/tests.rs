@@ -222,7 +222,7 @@ async fn rollback_makes_a_new_version_equal_to_the_old_one_and_events_follow() {
     assert_eq!(watch.borrow_and_update().version, 2);
     let event = sub.live.recv().await.expect("event");
     assert_eq!(event.kind, "config_changed");
-    assert_eq!(event.data["version"], 2);
+    assert_eq!(event.data()["version"], 2);
 
     let out = service
         .rollback(1, api("rollback"))

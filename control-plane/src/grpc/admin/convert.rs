@@ -350,7 +350,7 @@ fn to_struct(o: serde_json::Map<String, serde_json::Value>) -> prost_types::Stru
 }
 
 pub fn event(e: Event) -> proto::Event {
-    let data = match e.data {
+    let data = match e.data() {
         serde_json::Value::Object(o) => Some(to_struct(o)),
         serde_json::Value::Null => None,
         other => {
