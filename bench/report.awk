@@ -17,6 +17,10 @@ file == 1 {
   k = ++n[s, w]
   v_rps[s, w, k] = $4; v_p50[s, w, k] = $5; v_p99[s, w, k] = $6; v_cpu[s, w, k] = $9
   err[s, w] += $7; req[s, w] += $8
+  # By round too, to pair the contestants' runs of one round.
+  rd = $3 + 0
+  r_rps[s, w, rd] = $4; r_p99[s, w, rd] = $6; r_cpu[s, w, rd] = $9
+  if (rd > maxround) maxround = rd
   # Noise of the proxy runs (a backend run is counted once per scenario set).
   if (w != "backend") { noise[++nn] = $10 + 0; snoise[s, ++snn[s]] = $10 + 0 }
   next
@@ -50,6 +54,27 @@ function med(a, s, w) {
   if (a == "p99") return median(v_p99, s, w)
   return median(v_cpu, s, w)
 }
+# The median over the rounds of one round's ratio (s1/w1 against s2/w2 in
+# the same round): a round's runs are back to back, so the machine's speed
+# drifting over a scenario (it does, by up to a third) cancels out, where a
+# ratio of two medians keeps it. 0 when no round has both.
+function pair(a, s1, w1, s2, w2,   rd, c, i, j, t, x, v2) {
+  c = 0
+  for (rd = 1; rd <= maxround; rd++) {
+    if (!((s1, w1, rd) in r_cpu) || !((s2, w2, rd) in r_cpu)) continue
+    v2 = pick(a, s2, w2, rd)
+    if (v2 > 0) x[++c] = pick(a, s1, w1, rd) / v2
+  }
+  if (c == 0) return 0
+  for (i = 2; i <= c; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
+  return (c % 2) ? x[(c + 1) / 2] : (x[c / 2] + x[c / 2 + 1]) / 2
+}
+function pick(a, s, w, rd) {
+  if (a == "rps") return r_rps[s, w, rd] + 0
+  if (a == "p99") return r_p99[s, w, rd] + 0
+  return r_cpu[s, w, rd] + 0
+}
+function pratio(a, s1, w1, s2, w2,   v) { v = pair(a, s1, w1, s2, w2); return (v > 0) ? sprintf("%.2fx", v) : "" }
 function ms(us) { return sprintf("%.2f ms", us / 1000) }
 function ratio(a, b) { return (b > 0) ? sprintf("%.2fx", a / b) : "" }
 function thousands(x,   s, out) {
@@ -63,7 +88,8 @@ function verdict(ok) { return ok ? "met" : "**missed**" }
 END {
   printf "\nEach proxy runs one worker on core 0 (nginx `worker_processes 1`, Switchyard `--worker-threads 1`);\n"
   printf "the backend and the load generator share core 1. %s s per run, %s round(s) of nginx/Switchyard\n", duration, rounds
-  printf "alternating, the backend alone measured before and after. Figures are medians over the runs.\n"
+  printf "alternating (every other round in reverse order), the backend alone measured before and after. Figures are\n"
+  printf "medians over the runs; a ratio against nginx is the median of each round's ratio (the two runs of a round are back to back).\n"
   printf "CPU/req = utime+stime of the contestant's processes over the run / completed requests.\n\n"
   if (nn > 0) {
     for (i = 2; i <= nn; i++) { t = noise[i]; for (j = i - 1; j >= 1 && noise[j] > t; j--) noise[j + 1] = noise[j]; noise[j + 1] = t }
@@ -88,7 +114,7 @@ END {
       r = med("rps", s, w); c = med("cpu", s, w); q99 = med("p99", s, w)
       vs_n = vs_nc = vs_np = vs_b = ""
       if (w != "nginx" && w != "backend" && has(s, "nginx")) {
-        vs_n = ratio(r, med("rps", s, "nginx")); vs_nc = ratio(c, med("cpu", s, "nginx")); vs_np = ratio(q99, med("p99", s, "nginx"))
+        vs_n = pratio("rps", s, w, s, "nginx"); vs_nc = pratio("cpu", s, w, s, "nginx"); vs_np = pratio("p99", s, w, s, "nginx")
       }
       if (w != "backend" && has(s, "backend")) vs_b = ratio(r, med("rps", s, "backend"))
       printf "| %s | %s | %s | %s | %s | %d | %.2f | %s | %s | %s | %s |\n", label, w, thousands(r), ms(med("p50", s, w)), ms(q99), err[s, w], c, vs_n, vs_nc, vs_np, vs_b
@@ -113,7 +139,7 @@ END {
         line = sprintf("proxy-bound (backend alone %s req/s >= 2 x %s): rank on req/s", thousands(b), thousands(best))
     }
     if (has(s, "nginx") && has(s, "switchyard"))
-      line = line sprintf("; Switchyard %.2f vs nginx %.2f µs CPU/req (%s), %s req/s (%s)", med("cpu", s, "switchyard"), med("cpu", s, "nginx"), ratio(med("cpu", s, "switchyard"), med("cpu", s, "nginx")), thousands(med("rps", s, "switchyard")), ratio(med("rps", s, "switchyard"), med("rps", s, "nginx")))
+      line = line sprintf("; Switchyard %.2f vs nginx %.2f µs CPU/req (%s), %s req/s (%s)", med("cpu", s, "switchyard"), med("cpu", s, "nginx"), pratio("cpu", s, "switchyard", s, "nginx"), thousands(med("rps", s, "switchyard")), pratio("rps", s, "switchyard", s, "nginx"))
     if (snn[s] > 0) line = line sprintf("; noise %d%%", scen_noise(s))
     if (s in note) line = line "; " note[s]
     if (line != "") printf "- `%s`: %s\n", s, line
@@ -152,8 +178,8 @@ END {
     s = order[i]
     if (!has(s, "switchyard") || !has(s, "nginx")) continue
     if (s ~ /^(get-1k|get-16k|replace|rewrite)/) {
-      r = med("rps", s, "switchyard") / med("rps", s, "nginx")
-      c = med("cpu", s, "switchyard") / med("cpu", s, "nginx")
+      r = pair("rps", s, "switchyard", s, "nginx")
+      c = pair("cpu", s, "switchyard", s, "nginx")
       printf "- `%s`: throughput %.2fx nginx (>= 1.0: %s), CPU/req %.2fx (<= 1.0: %s)\n", s, r, verdict(r >= 1.0), c, verdict(c <= 1.0)
     }
   }
@@ -166,8 +192,9 @@ END {
   for (i = 1; i <= ns; i++) {
     s = order[i]
     if (has(s, "switchyard")) { errs += err[s, "switchyard"]; sy_seen = 1 }
-    if (!has(s, "switchyard") || !has(s, "nginx") || med("p99", s, "nginx") <= 0) continue
-    q = med("p99", s, "switchyard") / med("p99", s, "nginx")
+    if (!has(s, "switchyard") || !has(s, "nginx")) continue
+    q = pair("p99", s, "switchyard", s, "nginx")
+    if (q <= 0) continue
     if (s == "latency-1k") { fixed = q; continue }
     if (q > worst) { worst = q; worst_s = s }
   }
@@ -175,7 +202,7 @@ END {
   if (worst_s != "") printf "- p99 latency <= 1.2x nginx's, each at its own saturation (the other scenarios): worst %.2fx (`%s`): %s\n", worst, worst_s, verdict(worst <= 1.2)
   if (sy_seen) printf "- zero errors (Switchyard, all scenarios): %d: %s\n", errs, verdict(errs == 0)
   if (has("rules-10", "switchyard") && has("rules-10000", "switchyard")) {
-    r = med("rps", "rules-10000", "switchyard") / med("rps", "rules-10", "switchyard")
+    r = pair("rps", "rules-10000", "switchyard", "rules-10", "switchyard")
     printf "- 10,000 rules cost <= 10%% throughput vs 10 rules: %.2fx: %s\n", r, verdict(r >= 0.9)
   }
   if (("switchyard", "idle, 10 rules") in mem)

@@ -119,8 +119,18 @@ run_set() {
     done
   fi
   [ "$backend_ok" = 1 ] && measure "$scens" backend "" 1 "$tool" "$(url_of backend 0 "$path" "$h2")" "$conns"
+  local i
+  local -a turn
   for round in $(seq 1 "$ROUNDS"); do
-    for entry in "${live[@]}"; do
+    # Every other round in reverse order: the run that always came second
+    # would carry the machine's drift over the scenario.
+    turn=()
+    if [ $((round % 2)) = 1 ]; then
+      turn=("${live[@]}")
+    else
+      for ((i = ${#live[@]} - 1; i >= 0; i--)); do turn+=("${live[i]}"); done
+    fi
+    for entry in "${turn[@]}"; do
       read -r s who n <<<"$entry"
       measure "$s" "$who" "$n" "$round" "$tool" "$(url_of "$who" "$n" "$path" "$h2")" "$conns"
     done
