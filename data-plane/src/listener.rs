@@ -95,7 +95,6 @@ pub async fn serve_proxy(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
                 let settings = settings.get(proxy.limits());
                 let ip = match &last_client {
                     Some((last, value)) if *last == peer.ip() => value.clone(),
@@ -179,6 +178,9 @@ async fn serve_with_hyper(
     settings: Arc<ConnSettings>,
     shutdown: Shutdown,
 ) {
+    // hyper writes each response as it comes: no waiting on Nagle's
+    // algorithm (the direct path sets it only when a second write comes).
+    let _ = stream.set_nodelay(true);
     let conn = Arc::new(Connection {
         client,
         handoff: Handoff::default(),

@@ -97,11 +97,9 @@ pub(super) async fn serve(
         let keep_alive = keep_alive && !shutdown.is_signalled();
         match conn.respond(response, &method, version, keep_alive).await {
             Ok(true) => waiting_since = Instant::now(),
-            Ok(false) => {
-                let _ = conn.stream.shutdown().await;
-                break NoHead::Closed;
-            }
-            Err(_) => break NoHead::Closed,
+            // Closing sends the FIN (a `shutdown` first would be one more
+            // system call per connection for nothing: nginx closes too).
+            Ok(false) | Err(_) => break NoHead::Closed,
         }
     };
     let read = match end {
@@ -164,6 +162,11 @@ struct DirectConn {
     /// The last response's header map, cleared and reused for the next
     /// request (its room already fits a request plus forwarding headers).
     recycled: HeaderMap,
+    /// Whether anything was written yet, and `TCP_NODELAY` set: the first
+    /// write goes out at once anyway (nothing unacknowledged ahead of it),
+    /// so a connection with one response never makes that system call.
+    wrote: bool,
+    nodelay: bool,
 }
 
 impl DirectConn {
@@ -180,6 +183,8 @@ impl DirectConn {
             large: Bytes::new(),
             after: Vec::new(),
             recycled: buffers.map,
+            wrote: false,
+            nodelay: false,
         }
     }
 
@@ -411,6 +416,13 @@ impl DirectConn {
                 IoSlice::new(&self.large),
                 IoSlice::new(after),
             ];
+            if self.wrote && !self.nodelay {
+                // A later write could wait for the client's delayed ACK
+                // behind Nagle's algorithm.
+                self.nodelay = true;
+                let _ = self.stream.set_nodelay(true);
+            }
+            self.wrote = true;
             let mut n = self.stream.write_vectored(&slices).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());

@@ -412,3 +412,24 @@ async fn a_response_asking_to_close_closes() {
     assert!(got.contains("connection: close\r\n"), "{got}");
     assert!(got.ends_with("too big"), "{got}");
 }
+
+#[tokio::test]
+async fn nagle_is_turned_off_before_a_connections_second_write_only() {
+    let (mut conn, _client) = pair().await;
+    let nodelay = |conn: &DirectConn| conn.stream.nodelay().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!nodelay(&conn), "a fresh socket starts with Nagle on");
+    let ok = |text: &'static str| {
+        response(
+            StatusCode::OK,
+            &[("date", "D")],
+            Full::new(Bytes::from_static(text.as_bytes())),
+        )
+    };
+    assert!(answer(&mut conn, &Method::GET, Version::HTTP_11, ok("one")).await);
+    assert!(!nodelay(&conn), "one write needs no TCP_NODELAY");
+    assert!(answer(&mut conn, &Method::GET, Version::HTTP_11, ok("two")).await);
+    assert!(
+        nodelay(&conn),
+        "the second write must not wait behind Nagle"
+    );
+}
