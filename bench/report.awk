@@ -156,11 +156,7 @@ END {
       ng = has(s, "nginx") ? med("rps", s, "nginx") : 0
       syc = has(s, "switchyard") ? med("cpu", s, "switchyard") : 0
       ngc = has(s, "nginx") ? med("cpu", s, "nginx") : 0
-      sy0 = has("rules-10", "switchyard") ? med("rps", "rules-10", "switchyard") : 0
-      ng0 = has("rules-10", "nginx") ? med("rps", "rules-10", "nginx") : 0
-      syc0 = has("rules-10", "switchyard") ? med("cpu", "rules-10", "switchyard") : 0
-      ngc0 = has("rules-10", "nginx") ? med("cpu", "rules-10", "nginx") : 0
-      printf "| %s | %s | %s | %.2f | %s | %s | %s | %.2f | %s |\n", thousands(rules[k]), thousands(sy), ratio(sy, sy0), syc, ratio(syc, syc0), thousands(ng), ratio(ng, ng0), ngc, ratio(ngc, ngc0)
+      printf "| %s | %s | %s | %.2f | %s | %s | %s | %.2f | %s |\n", thousands(rules[k]), thousands(sy), pratio("rps", s, "switchyard", "rules-10", "switchyard"), syc, pratio("cpu", s, "switchyard", "rules-10", "switchyard"), thousands(ng), pratio("rps", s, "nginx", "rules-10", "nginx"), ngc, pratio("cpu", s, "nginx", "rules-10", "nginx")
     }
   }
 
