@@ -144,6 +144,9 @@ impl ServerPool {
                     UpstreamBody::Full(bytes) if self.speaks_wire(&parts) => {
                         self.send_wire(&parts, &bytes.unwrap_or_default()).await
                     }
+                    // hyper's clients boxed: their futures are large, and
+                    // inline they would make every wire request's future
+                    // (copied whole into its callers') as large.
                     body => Box::pin(self.send_h1(Request::from_parts(parts, body))).await,
                 }
             }
@@ -173,6 +176,7 @@ impl ServerPool {
         *req.uri_mut() = parts.uri.clone();
         *req.version_mut() = parts.version;
         *req.headers_mut() = parts.headers.clone();
+        // Boxed for the same reason as hyper's clients in `send`.
         Box::pin(self.send(req)).await
     }
 

@@ -309,6 +309,8 @@ async fn send(
     let exchange = async {
         match outgoing {
             Outgoing::Buffered(parts, body) => server.pool.send_buffered(parts, body).await,
+            // Boxed: a streamed body is the rarer case, and `send`'s future
+            // would otherwise sit in every buffered request's too.
             Outgoing::Streamed(req) => Box::pin(server.pool.send(*req)).await,
         }
     };
