@@ -79,16 +79,17 @@ pub(super) async fn serve(
     let mut waiting_since = Instant::now();
     let mut waits = pin!(head_waits(shutdown, waiting_since + settings.header_timer));
     let end = loop {
-        let head = match conn
-            .next_head(waits.as_mut(), waiting_since, settings)
-            .await
-        {
-            Ok(head) => head,
-            Err(end) => break end,
-        };
-        // The head is consumed before the await, so the future does not
-        // keep it beside the request.
+        // The head is consumed (and goes out of scope) before the proxy's
+        // await, so the future does not keep room for it beside the
+        // request.
         let (request, method, version, keep_alive) = {
+            let head = match conn
+                .next_head(waits.as_mut(), waiting_since, settings)
+                .await
+            {
+                Ok(head) => head,
+                Err(end) => break end,
+            };
             let method = head.method.clone();
             let (version, keep_alive) = (head.version, head.keep_alive);
             (into_request(head), method, version, keep_alive)

@@ -3,6 +3,7 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
+use arrayvec::ArrayVec;
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -50,10 +51,11 @@ pub fn parse_response_head(
     method: &Method,
 ) -> Result<Option<ResponseHead>, Http1Error> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    // Where each name and value lies in `buf`, as [start, end] pairs.
-    let mut ranges = [[0u32; 4]; MAX_HEADERS];
+    // Where each name and value lies in `buf`, as [start, end] pairs
+    // (left uninitialised beyond what is parsed).
+    let mut ranges = ArrayVec::<[u32; 4], MAX_HEADERS>::new();
     let base = buf.as_ptr() as usize;
-    let (head_len, code, minor, count) = {
+    let (head_len, code, minor) = {
         let mut response = httparse::Response::new(&mut []);
         let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
             &mut response,
@@ -62,16 +64,18 @@ pub fn parse_response_head(
         );
         match parsed {
             Ok(httparse::Status::Complete(len)) => {
-                for (range, header) in ranges.iter_mut().zip(response.headers.iter()) {
+                for header in response.headers.iter() {
                     let name = offset(base, header.name.as_bytes());
                     let value = offset(base, header.value);
-                    *range = [name.start, name.end, value.start, value.end];
+                    // Never full: httparse fills at most MAX_HEADERS slots.
+                    ranges
+                        .try_push([name.start, name.end, value.start, value.end])
+                        .map_err(|_| Http1Error::Head(httparse::Error::TooManyHeaders))?;
                 }
                 (
                     len,
                     response.code.unwrap_or(0),
                     response.version.unwrap_or(1),
-                    response.headers.len(),
                 )
             }
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
@@ -96,10 +100,10 @@ pub fn parse_response_head(
     let status =
         StatusCode::from_u16(code).map_err(|_| Http1Error::Head(httparse::Error::Status))?;
     let head = buf.split_to(head_len).freeze();
-    let mut headers = HeaderMap::with_capacity(count.max(HEADER_ROOM));
+    let mut headers = HeaderMap::with_capacity(ranges.len().max(HEADER_ROOM));
     // The headers that decide framing and reuse, noted on the way.
     let mut seen = Seen::default();
-    for [name_start, name_end, value_start, value_end] in &ranges[..count] {
+    for [name_start, name_end, value_start, value_end] in &ranges {
         let bytes = head
             .get(*name_start as usize..*name_end as usize)
             .unwrap_or_default();
@@ -245,8 +249,12 @@ pub(super) struct ConnectionTokens {
 impl ConnectionTokens {
     /// Notes the tokens of one `Connection` value.
     pub(super) fn read(&mut self, value: &[u8]) {
-        self.close |= has_token(value, b"close");
-        self.keep_alive |= has_token(value, b"keep-alive");
+        // One pass over the tokens (a new connection per request sends
+        // this header every time).
+        for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            self.close |= token.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
     }
 
     /// HTTP/1.1 persists unless told `close`; HTTP/1.0 only when told

@@ -6,6 +6,7 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
+use arrayvec::ArrayVec;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
@@ -50,12 +51,14 @@ pub struct RequestHead {
 /// (taken, so a map cleared by the caller is reused with its capacity).
 pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> ParsedRequest {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    // Where each name and value lies in `buf`, as [start, end] pairs.
-    let mut ranges = [[0u32; 4]; MAX_HEADERS];
+    // Where each name and value lies in `buf`, as [start, end] pairs
+    // (left uninitialised beyond what is parsed: zeroing 1.6 KB per head
+    // showed in profiles).
+    let mut ranges = ArrayVec::<[u32; 4], MAX_HEADERS>::new();
     let base = buf.as_ptr() as usize;
     // `Connection` tokens, read while the headers are classified.
     let mut connection = ConnectionTokens::default();
-    let (head_len, method, target, minor, count) = {
+    let (head_len, method, target, minor) = {
         let mut request = httparse::Request::new(&mut []);
         let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
             &mut request,
@@ -67,7 +70,7 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
             Ok(httparse::Status::Partial) => return ParsedRequest::Partial,
             Err(_) => return ParsedRequest::Unsupported,
         };
-        for (range, header) in ranges.iter_mut().zip(request.headers.iter()) {
+        for header in request.headers.iter() {
             match classify(header) {
                 Field::NeedsGeneralServer => return ParsedRequest::Unsupported,
                 Field::Connection => connection.read(header.value),
@@ -75,31 +78,23 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
             }
             let name = offset(base, header.name.as_bytes());
             let value = offset(base, header.value);
-            *range = [name.start, name.end, value.start, value.end];
+            // Never full: httparse fills at most MAX_HEADERS slots.
+            if ranges
+                .try_push([name.start, name.end, value.start, value.end])
+                .is_err()
+            {
+                return ParsedRequest::Unsupported;
+            }
         }
         let method = match request.method.map(|m| Method::from_bytes(m.as_bytes())) {
             Some(Ok(m)) if m != Method::CONNECT => m,
             _ => return ParsedRequest::Unsupported,
         };
         let target = offset(base, request.path.unwrap_or_default().as_bytes());
-        (
-            len,
-            method,
-            target,
-            request.version.unwrap_or(1),
-            request.headers.len(),
-        )
+        (len, method, target, request.version.unwrap_or(1))
     };
     let head = buf.split_to(head_len).freeze();
-    match build(
-        &head,
-        method,
-        target,
-        minor,
-        &ranges[..count],
-        connection,
-        headers,
-    ) {
+    match build(&head, method, target, minor, &ranges, connection, headers) {
         Some(parsed) => ParsedRequest::Complete(parsed),
         None => {
             // Rare (a target `http::Uri` refuses): put the bytes back.
