@@ -98,14 +98,18 @@ impl MetricsHub {
 }
 
 impl Service {
-    /// The `GET /api/metrics` view.
-    pub fn system_metrics(&self, with_nodes: bool) -> view::SystemMetrics {
+    /// The `GET /api/metrics` view (`Detail::Full`), or its summary.
+    pub fn system_metrics(&self, detail: view::Detail) -> view::SystemMetrics {
         let fleet = self.metrics_hub().fleet(self.nodes());
-        self.system_metrics_of(&fleet, with_nodes)
+        self.system_metrics_of(&fleet, detail)
     }
 
     /// The same view of a fleet snapshot already taken.
-    fn system_metrics_of(&self, fleet: &FleetSnapshot, with_nodes: bool) -> view::SystemMetrics {
+    fn system_metrics_of(
+        &self,
+        fleet: &FleetSnapshot,
+        detail: view::Detail,
+    ) -> view::SystemMetrics {
         let hub = self.metrics_hub();
         let current = self.current();
         view::system_metrics(
@@ -113,7 +117,7 @@ impl Service {
             &current.config,
             self.uptime().as_secs(),
             hub.last_point().as_ref(),
-            with_nodes,
+            detail,
         )
     }
 
@@ -259,7 +263,7 @@ pub struct TrafficSummary {
 
 impl Service {
     pub fn traffic_summary(&self) -> TrafficSummary {
-        let m = self.system_metrics(false);
+        let m = self.system_metrics(view::Detail::Summary);
         TrafficSummary {
             request_count: m.request_count,
             error_count: m.error_count,
@@ -324,7 +328,7 @@ fn tick(service: &Service) {
         service.events().publish(kind, data);
     }
     // From the same snapshot: taking another folds every rule again.
-    let summary = service.system_metrics_of(&fleet, false);
+    let summary = service.system_metrics_of(&fleet, view::Detail::Summary);
     // Serialized straight to JSON text: a `serde_json::Value` of thousands
     // of rules is tens of MB.
     service.events().publish_json("metrics_update", &summary);

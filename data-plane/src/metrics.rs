@@ -129,6 +129,18 @@ impl RuleMetrics {
         }
         self.statuses.record(status);
     }
+
+    /// Whether nothing was ever counted: reports leave such rules out
+    /// (the control plane shows a configured rule it has no figures for
+    /// as all zeros), so thousands of idle rules cost nothing per report.
+    pub fn is_untouched(&self) -> bool {
+        self.requests.load(Relaxed) == 0
+            && self.errors.load(Relaxed) == 0
+            && self.bytes_in.load(Relaxed) == 0
+            && self.bytes_out.load(Relaxed) == 0
+            && self.fallbacks.load(Relaxed) == 0
+            && self.latency.count() == 0
+    }
 }
 
 /// Per-upstream-server counters.

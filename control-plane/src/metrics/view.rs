@@ -168,12 +168,24 @@ fn rule_view(
 }
 
 /// Builds the view. `last` is the latest history point (for the rate).
+/// How much a view of the fleet shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// `GET /api/metrics`: every configured rule (idle ones as zeros) and
+    /// per-node figures.
+    Full,
+    /// `metrics_update` events: only the rules with figures, no per-node
+    /// detail (with 10,000 configured rules the full view is megabytes of
+    /// JSON per tick, almost all of it zeros).
+    Summary,
+}
+
 pub fn system_metrics(
     fleet: &FleetSnapshot,
     config: &Config,
     uptime_seconds: u64,
     last: Option<&Point>,
-    with_nodes: bool,
+    detail: Detail,
 ) -> SystemMetrics {
     let totals = &fleet.totals;
     let latency = totals.latency();
@@ -187,16 +199,19 @@ pub fn system_metrics(
         })
         .collect();
     let mut rule_metrics = BTreeMap::new();
-    // Rules of the current config appear even before their first request.
-    for rule in &config.rules {
-        let empty = RuleTotals::default();
-        let r = totals.rules.get(&rule.name).unwrap_or(&empty);
-        let backend = backend_of.get(rule.name.as_str()).copied();
-        rule_metrics.insert(rule.name.clone(), rule_view(r, backend, fleet, config));
+    if detail == Detail::Full {
+        // Rules of the current config appear even before their first request.
+        for rule in &config.rules {
+            let empty = RuleTotals::default();
+            let r = totals.rules.get(&rule.name).unwrap_or(&empty);
+            let backend = backend_of.get(rule.name.as_str()).copied();
+            rule_metrics.insert(rule.name.clone(), rule_view(r, backend, fleet, config));
+        }
     }
     for (name, r) in &totals.rules {
         if !rule_metrics.contains_key(name) {
-            rule_metrics.insert(name.clone(), rule_view(r, None, fleet, config));
+            let backend = backend_of.get(name.as_str()).copied();
+            rule_metrics.insert(name.clone(), rule_view(r, backend, fleet, config));
         }
     }
     let mut backends: BTreeMap<String, BTreeMap<String, ServerMetricsView>> = BTreeMap::new();
@@ -230,7 +245,7 @@ pub fn system_metrics(
             },
         );
     }
-    let nodes = with_nodes.then(|| {
+    let nodes = (detail == Detail::Full).then(|| {
         fleet
             .nodes
             .iter()
@@ -272,5 +287,52 @@ pub fn system_metrics(
         rule_metrics,
         backends,
         nodes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::totals::RuleTotals;
+
+    #[test]
+    fn the_summary_shows_rules_with_figures_and_the_full_view_every_configured_rule() {
+        let config = switchyard_shared::parse::parse_yaml(
+            r#"
+backends:
+  - name: app
+    servers:
+      - address: 127.0.0.1:9
+rules:
+  - name: busy
+    match: { path_prefix: /busy }
+    action: { forward: { backend: app } }
+  - name: idle
+    match: { path_prefix: /idle }
+    action: { forward: { backend: app } }
+"#,
+        )
+        .expect("parse");
+        let mut fleet = FleetSnapshot::default();
+        fleet.totals.rules.insert(
+            "busy".to_owned(),
+            RuleTotals {
+                requests: 3,
+                ..RuleTotals::default()
+            },
+        );
+        let names = |detail| {
+            let view = system_metrics(&fleet, &config, 1, None, detail);
+            let names: Vec<String> = view.rule_metrics.keys().cloned().collect();
+            (names, view.nodes.is_some())
+        };
+        assert_eq!(
+            names(Detail::Full),
+            (vec!["busy".into(), "idle".into()], true)
+        );
+        assert_eq!(names(Detail::Summary), (vec!["busy".into()], false));
+        let summary = system_metrics(&fleet, &config, 1, None, Detail::Summary);
+        assert_eq!(summary.rule_metrics["busy"].request_count, 3);
+        assert_eq!(summary.rule_metrics["busy"].backend.as_deref(), Some("app"));
     }
 }

@@ -24,6 +24,7 @@ pub fn metrics_report(state: &NodeState) -> proto::MetricsReport {
     let rules = metrics
         .rules()
         .into_iter()
+        .filter(|(_, m)| !m.is_untouched())
         .map(|(rule, m)| proto::RuleStats {
             rule,
             requests: m.requests.load(Relaxed),
@@ -98,5 +99,22 @@ mod tests {
         h.record(Duration::from_millis(3));
         let sent = observed(h.snapshot()).map(|p| (p.count, p.counts.iter().sum::<u64>()));
         assert_eq!(sent, Some((1, 1)));
+    }
+
+    #[test]
+    fn a_rule_is_left_out_of_reports_only_until_anything_is_counted() {
+        let untouched = crate::metrics::RuleMetrics::default();
+        assert!(untouched.is_untouched());
+        let answered = crate::metrics::RuleMetrics::default();
+        answered.record(200);
+        assert!(!answered.is_untouched());
+        // Bytes or a latency without a completed count still make a rule
+        // worth reporting.
+        let streaming = crate::metrics::RuleMetrics::default();
+        streaming.bytes_out.fetch_add(10, Relaxed);
+        assert!(!streaming.is_untouched());
+        let timed = crate::metrics::RuleMetrics::default();
+        timed.latency.record(Duration::from_millis(1));
+        assert!(!timed.is_untouched());
     }
 }
