@@ -9,13 +9,16 @@
 #   bench/callgrind.sh --nginx                  # nginx (one worker process) instead
 #   bench/callgrind.sh --close                  # a new connection per request
 #   bench/callgrind.sh --rules 10000            # the routing-scale config
+#   bench/callgrind.sh --pgo                    # the data plane bench/pgo.sh built
+#   bench/callgrind.sh --cache                  # also simulate the caches: misses per request
 #
-# Uses the release binaries in target/release and the data plane as
-# bench/run.sh measures it, in target/dist (build them first:
+# Uses the release binaries in target/release and the data plane in
+# target/dist, or in target/pgo/use/dist with --pgo (build them first:
 # cargo build --release -p switchyard-control-plane -p switchyard-bench-backend
-# && cargo build --profile dist -p switchyard-data-plane). Prints one line: requests, instructions and
-# instructions per request; --keep leaves callgrind's profile for
-# callgrind_annotate.
+# && cargo build --profile dist -p switchyard-data-plane, or bench/pgo.sh).
+# Prints one line: requests, instructions and instructions per request
+# (with --cache, also L1 instruction and data misses per request); --keep
+# leaves callgrind's profile for callgrind_annotate.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +27,7 @@ source "$ROOT/bench/lib/common.sh"
 # shellcheck source=lib/configs.sh
 source "$ROOT/bench/lib/configs.sh"
 
-URL_PATH=/bytes/1k SECS=8 WARMUP=4 CONNS=8 KEEP=0 NGINX=0 CLOSE=() RULES=10
+URL_PATH=/bytes/1k SECS=8 WARMUP=4 CONNS=8 KEEP=0 NGINX=0 CLOSE=() RULES=10 PGO=0 CACHE=no
 while [ $# -gt 0 ]; do
   case $1 in
     --path) URL_PATH=${2:?}; shift ;;
@@ -34,6 +37,8 @@ while [ $# -gt 0 ]; do
     --nginx) NGINX=1 ;;
     --close) CLOSE=(-H "Connection: close") ;;
     --rules) RULES=${2:?}; shift ;;
+    --pgo) PGO=1 ;;
+    --cache) CACHE=yes ;;
     --) shift; break ;;
     *) die "unknown option $1 (see the header of $0)" ;;
   esac
@@ -48,10 +53,12 @@ for tool in valgrind callgrind_control callgrind_annotate wrk curl taskset; do
 done
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 DP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/dist"
+[ "$PGO" = 0 ] || DP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/pgo/use/dist"
 for b in switchyard-bench-backend switchyard-control-plane; do
   [ -x "$BIN/$b" ] || die "missing $BIN/$b: build the release binaries first"
 done
-[ -x "$DP_BIN/switchyard-data-plane" ] || die "missing $DP_BIN/switchyard-data-plane: cargo build --profile dist -p switchyard-data-plane"
+[ "$NGINX" = 1 ] || [ -x "$DP_BIN/switchyard-data-plane" ] ||
+  die "missing $DP_BIN/switchyard-data-plane: cargo build --profile dist -p switchyard-data-plane (bench/pgo.sh for --pgo)"
 
 BASE=${BENCH_PORT_BASE:-28400}
 P_BACKEND=$((BASE + 1)) P_PROXY=$((BASE + 2)) P_ADMIN=$((BASE + 3)) P_API=$((BASE + 4)) P_GRPC=$((BASE + 5))
@@ -74,7 +81,7 @@ if [ "$NGINX" = 1 ]; then
   # callgrind sees the worker.
   mkdir -p "$WORK/nginx"
   gen_nginx_config "$RULES" "$WORK/nginx" "$P_BACKEND" "$P_PROXY" "$P_ADMIN" "$WORK/content" >"$WORK/nginx/nginx.conf"
-  start_bg nginx 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$WORK/callgrind.out" \
+  start_bg nginx 0 valgrind --tool=callgrind --dump-instr=no --cache-sim="$CACHE" --callgrind-out-file="$WORK/callgrind.out" \
     nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off; master_process off;'
   DP_PID=$LAST_PID
   wait_http "http://127.0.0.1:$P_PROXY$URL_PATH" 200 120 "$DP_PID" || die "nginx not ready: $(tail -5 "$WORK/nginx.err")"
@@ -83,7 +90,7 @@ else
   start_bg cp 1 "$BIN/switchyard-control-plane" --config "$WORK/switchyard.yaml" \
     --data-dir "$WORK/cp" --content-root "$WORK/content" \
     --api-listen "127.0.0.1:$P_API" --grpc-listen "127.0.0.1:$P_GRPC"
-  start_bg dp 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$WORK/callgrind.out" \
+  start_bg dp 0 valgrind --tool=callgrind --dump-instr=no --cache-sim="$CACHE" --callgrind-out-file="$WORK/callgrind.out" \
     "$DP_BIN/switchyard-data-plane" --control-plane "http://127.0.0.1:$P_GRPC" --node-id callgrind \
     --listen "127.0.0.1:$P_PROXY" --admin-listen "127.0.0.1:$P_ADMIN" --cache-dir "$WORK/dp" \
     --worker-threads 1 ${DP_EXTRA[@]+"${DP_EXTRA[@]}"}
@@ -102,5 +109,16 @@ instructions=$(callgrind_annotate "$profile" 2>/dev/null | awk '/PROGRAM TOTALS/
 [ "${requests:-0}" -gt 0 ] || die "wrk completed no request"
 who="data-plane flags [${DP_EXTRA[*]:-}]"
 [ "$NGINX" = 0 ] || who=nginx
+[ "$NGINX" = 1 ] || [ "$PGO" = 0 ] || who="$who, PGO build"
 printf 'path %s, %s rules, %s: %s requests, %s instructions, %s per request\n' \
   "$URL_PATH" "$RULES" "$who" "$requests" "$instructions" "$((instructions / requests))"
+if [ "$CACHE" = yes ]; then
+  # Simulated first-level caches (32 KiB each): instruction misses, data
+  # read and write misses.
+  callgrind_annotate "$profile" 2>/dev/null | awk -v r="$requests" '
+    /^Events shown:/ { for (i = 3; i <= NF; i++) col[$i] = 2 * (i - 2) - 1 }  # each total is followed by its "(100.0%)"
+    /PROGRAM TOTALS/ {
+      for (i = 1; i <= NF; i++) gsub(",", "", $i)
+      printf "per request: I1 misses %d, D1 read misses %d, D1 write misses %d\n", $col["I1mr"] / r, $col["D1mr"] / r, $col["D1mw"] / r
+    }'
+fi

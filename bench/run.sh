@@ -31,6 +31,8 @@ usage: bench/run.sh [options] [scenario...]
   --contestants LIST   comma list of backend,nginx,switchyard (default all three)
   --out FILE           also write the report (markdown) here (default target/bench/latest.md)
   --no-build           use the binaries already built
+  --no-pgo             data plane built with --profile dist alone (default: bench/pgo.sh,
+                       dist plus profile-guided optimisation, as shipped)
   --debug              build and run debug binaries (a quicker --smoke for the test suite)
   --keep               keep the work directory (configs, logs, raw results)
   --list               list the scenarios and exit
@@ -41,7 +43,7 @@ EOF
 }
 
 ORIG_ARGS="$*"
-SMOKE=0 DURATION="" ROUNDS="" BUILD=1 KEEP=0 PROFILE=release
+SMOKE=0 DURATION="" ROUNDS="" BUILD=1 KEEP=0 PROFILE=release PGO=1
 CONTESTANTS="backend,nginx,switchyard"
 OUT="$ROOT/target/bench/latest.md"
 SELECTED=()
@@ -53,6 +55,7 @@ while [ $# -gt 0 ]; do
     --contestants) CONTESTANTS=${2:?}; shift ;;
     --out) OUT=${2:?}; shift ;;
     --no-build) BUILD=0 ;;
+    --no-pgo) PGO=0 ;;
     --debug) PROFILE=debug ;;
     --keep) KEEP=1 ;;
     --list) scenario_list; exit 0 ;;
@@ -99,9 +102,16 @@ ensure_tools
 
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 # The data plane under test is built as for production (`dist`: fat LTO,
-# one codegen unit); the control plane and the backend only need `release`.
+# one codegen unit, and profile-guided by bench/pgo.sh unless --no-pgo);
+# the control plane and the backend only need `release`.
 DP_BIN=$BIN
-[ "$PROFILE" = release ] && DP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/dist"
+if [ "$PROFILE" = release ]; then
+  if [ "$PGO" = 1 ]; then
+    DP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/pgo/use/dist"
+  else
+    DP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/dist"
+  fi
+fi
 if [ "$BUILD" = 1 ]; then
   build=(cargo build -q -p switchyard-bench-backend)
   [ "$PROFILE" = release ] && build+=(--release)
@@ -109,7 +119,10 @@ if [ "$BUILD" = 1 ]; then
   if has_contestant switchyard && [ "$PROFILE" = debug ]; then build+=(-p switchyard-data-plane); fi
   log "${build[*]}"
   (cd "$ROOT" && "${build[@]}")
-  if has_contestant switchyard && [ "$PROFILE" = release ]; then
+  if has_contestant switchyard && [ "$PROFILE" = release ] && [ "$PGO" = 1 ]; then
+    log "bench/pgo.sh (the data plane with profile-guided optimisation)"
+    "$ROOT/bench/pgo.sh"
+  elif has_contestant switchyard && [ "$PROFILE" = release ]; then
     log "cargo build -q --profile dist -p switchyard-data-plane"
     (cd "$ROOT" && cargo build -q --profile dist -p switchyard-data-plane)
   fi
@@ -185,6 +198,8 @@ stop_all
 mkdir -p "$(dirname "$OUT")"
 {
   echo "Command: \`bench/run.sh $ORIG_ARGS\`"
+  echo
+  echo "Data plane binary: ${DP_BIN#"$ROOT/"}/switchyard-data-plane (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ', with uncommitted changes'))."
   echo
   echo "Machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1); $(date -u '+%Y-%m-%d %H:%M UTC');"
   echo "load average $LOAD_BEFORE before the run, $(cut -d' ' -f1-3 /proc/loadavg) after (other work on the machine shows up as noise)."

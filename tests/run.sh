@@ -49,3 +49,6 @@ cargo test --workspace --no-fail-fast 2>&1 | tee "$root/target/test-output.log"
 
 log "benchmark harness, smoke mode (keeps bench/run.sh from rotting; numbers not judged)"
 bench/run.sh --smoke --debug --out "$root/target/bench/smoke.md"
+
+log "PGO training load against the debug binaries (keeps bench/pgo.sh from rotting)"
+bench/pgo.sh --check
