@@ -37,16 +37,7 @@ TRAIN_SECS=${PGO_TRAIN_SECS:-2}
 export PATH="$PATH:/usr/sbin"
 
 # --- tools -------------------------------------------------------------------
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v h2load >/dev/null || need+=(nghttp2-client)
-command -v curl >/dev/null || need+=(curl)
-command -v taskset >/dev/null || need+=(util-linux)
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+ensure_tools
 profdata() {
   local host sysroot
   host=$(rustc -vV | awk '/^host:/ { print $2 }')
@@ -63,7 +54,8 @@ if [ "$CHECK" = 1 ]; then
 else
   if [ ! -x "$(profdata)" ]; then
     log "rustup component add llvm-tools (llvm-profdata must match rustc's LLVM)"
-    rustup component add llvm-tools >&2 || die "could not install llvm-tools: PGO needs rustc's own llvm-profdata"
+    rustup component add llvm-tools >&2 ||
+      die "could not install llvm-tools: PGO needs rustc's own llvm-profdata (bench/run.sh --no-pgo measures the plain dist build)"
   fi
   PROFDATA=$(profdata)
   [ -x "$PROFDATA" ] || die "no llvm-profdata at $PROFDATA after installing llvm-tools"

@@ -84,21 +84,7 @@ PROXY_CPU=0 LOAD_CPU=1
 [ "$(nproc)" -ge 2 ] || warn "fewer than 2 cores: proxy and client share a core, numbers mean little"
 
 # --- tools and binaries ----------------------------------------------------
-ensure_tools() {
-  local -a need=()
-  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-  command -v wrk >/dev/null || need+=(wrk)
-  command -v h2load >/dev/null || need+=(nghttp2-client)
-  command -v curl >/dev/null || need+=(curl)
-  command -v taskset >/dev/null || need+=(util-linux)
-  if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  fi
-  export PATH="$PATH:/usr/sbin"
-}
-ensure_tools
+ensure_tools nginx
 
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 # The data plane under test is built as for production (`dist`: fat LTO,

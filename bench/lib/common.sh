@@ -12,6 +12,25 @@ fi
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf '==> %s\n' "$*" >&2; }
+
+# ensure_tools [nginx]: installs from Debian's packages what the load runs
+# need and is missing (wrk, h2load, curl, taskset; nginx when asked).
+ensure_tools() {
+  local -a need=()
+  if [ "${1:-}" = nginx ]; then
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+  fi
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v h2load >/dev/null || need+=(nghttp2-client)
+  command -v curl >/dev/null || need+=(curl)
+  command -v taskset >/dev/null || need+=(util-linux)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  export PATH="$PATH:/usr/sbin"
+}
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
