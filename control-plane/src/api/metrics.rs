@@ -8,17 +8,13 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
-use crate::metrics::view::SystemMetrics;
+use crate::metrics::view::{Detail, SystemMetrics};
 use crate::metrics::HistoryView;
 
 #[utoipa::path(get, path = "/api/metrics", tag = "metrics",
     responses((status = 200, description = "Fleet metrics from the nodes' reports, with percentiles, backends and per-node detail; unmeasured figures are null", body = SystemMetrics)))]
 pub async fn metrics(State(state): State<AppState>) -> Json<SystemMetrics> {
-    Json(
-        state
-            .service
-            .system_metrics(crate::metrics::view::Detail::Full),
-    )
+    Json(state.service.system_metrics(Detail::Full))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

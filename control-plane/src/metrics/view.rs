@@ -167,7 +167,6 @@ fn rule_view(
     }
 }
 
-/// Builds the view. `last` is the latest history point (for the rate).
 /// How much a view of the fleet shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detail {
@@ -180,6 +179,7 @@ pub enum Detail {
     Summary,
 }
 
+/// Builds the view. `last` is the latest history point (for the rate).
 pub fn system_metrics(
     fleet: &FleetSnapshot,
     config: &Config,

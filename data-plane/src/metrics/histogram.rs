@@ -78,13 +78,13 @@ impl Histogram {
         self.max_us.fetch_max(us, Relaxed);
     }
 
-    /// A point-in-time copy (fields are read one by one, so a concurrent
-    /// record may be half-visible; the next read includes it fully).
     /// Observations so far.
     pub fn count(&self) -> u64 {
         self.count.load(Relaxed)
     }
 
+    /// A point-in-time copy (fields are read one by one, so a concurrent
+    /// record may be half-visible; the next read includes it fully).
     pub fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {
             counts: self.counts.iter().map(|c| c.load(Relaxed)).collect(),

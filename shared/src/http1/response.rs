@@ -65,11 +65,9 @@ pub fn parse_response_head(
         match parsed {
             Ok(httparse::Status::Complete(len)) => {
                 for header in response.headers.iter() {
-                    let name = offset(base, header.name.as_bytes());
-                    let value = offset(base, header.value);
                     // Never full: httparse fills at most MAX_HEADERS slots.
                     ranges
-                        .try_push([name.start, name.end, value.start, value.end])
+                        .try_push(header_range(base, header))
                         .map_err(|_| Http1Error::Head(httparse::Error::TooManyHeaders))?;
                 }
                 (
@@ -138,6 +136,14 @@ pub fn parse_response_head(
         framing,
         keep_alive,
     }))
+}
+
+/// Where a parsed header's name and value lie in the buffer starting at
+/// `base`: `[name start, name end, value start, value end]`.
+pub(super) fn header_range(base: usize, header: &httparse::Header<'_>) -> [u32; 4] {
+    let name = offset(base, header.name.as_bytes());
+    let value = offset(base, header.value);
+    [name.start, name.end, value.start, value.end]
 }
 
 /// Where `part`, a slice of the buffer starting at address `base`, lies
@@ -251,7 +257,7 @@ impl ConnectionTokens {
     pub(super) fn read(&mut self, value: &[u8]) {
         // One pass over the tokens (a new connection per request sends
         // this header every time).
-        for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+        for token in tokens(value) {
             self.close |= token.eq_ignore_ascii_case(b"close");
             self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
         }
@@ -269,9 +275,12 @@ impl ConnectionTokens {
 
 /// Whether a comma-separated header value lists `token` (any case).
 pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// The tokens of a comma-separated header value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
-use super::response::{has_token, offset, ConnectionTokens};
+use super::response::{has_token, header_range, offset, ConnectionTokens};
 use super::MAX_HEADERS;
 
 /// Room left in a request's header map for the headers a proxy adds
@@ -76,13 +76,8 @@ pub fn parse_request_head(buf: &mut BytesMut, headers: &mut HeaderMap) -> Parsed
                 Field::Connection => connection.read(header.value),
                 Field::Other => {}
             }
-            let name = offset(base, header.name.as_bytes());
-            let value = offset(base, header.value);
             // Never full: httparse fills at most MAX_HEADERS slots.
-            if ranges
-                .try_push([name.start, name.end, value.start, value.end])
-                .is_err()
-            {
+            if ranges.try_push(header_range(base, header)).is_err() {
                 return ParsedRequest::Unsupported;
             }
         }
